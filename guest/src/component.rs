@@ -54,15 +54,18 @@ impl Guest for Plugin {
     }
 
     fn validate_config(config: wit::FeedConfig) -> Result<(), Vec<wit::ConfigProblem>> {
-        FeedConfig::from(config).validate().map(drop).map_err(|problems| {
-            problems
-                .into_iter()
-                .map(|p| wit::ConfigProblem {
-                    field: p.field.into(),
-                    message: p.message,
-                })
-                .collect()
-        })
+        FeedConfig::from(config)
+            .validate()
+            .map(drop)
+            .map_err(|problems| {
+                problems
+                    .into_iter()
+                    .map(|p| wit::ConfigProblem {
+                        field: p.field.into(),
+                        message: p.message,
+                    })
+                    .collect()
+            })
     }
 
     fn import_any_intel(config: wit::FeedConfig) -> Result<wit::RunReport, wit::ImportFailure> {
@@ -117,7 +120,9 @@ impl Transport for WasiHttp {
             && outgoing.set_authority(Some(&authority)).is_ok()
             && outgoing.set_path_with_query(Some(&path)).is_ok();
         if !set {
-            return Err(TransportError::Other(format!("cannot build a request for {url}")));
+            return Err(TransportError::Other(format!(
+                "cannot build a request for {url}"
+            )));
         }
         // Finish the (empty) body before handing the request over, so that
         // no runtime sees a GET whose body is still open.
@@ -128,8 +133,8 @@ impl Transport for WasiHttp {
         OutgoingBody::finish(body, None)
             .map_err(|e| TransportError::Other(format!("cannot finish the request: {e:?}")))?;
 
-        let future = outgoing_handler::handle(outgoing, Some(request_options()))
-            .map_err(error_code)?;
+        let future =
+            outgoing_handler::handle(outgoing, Some(request_options())).map_err(error_code)?;
         future.subscribe().block();
         let response = future
             .get()

@@ -113,10 +113,21 @@ mod tests {
         bad.object_types = vec!["Indicator".into()];
         bad.added_after = Some("yesterday".into());
         bad.max_pages = Some(0);
-        let fields: Vec<_> = bad.validate().unwrap_err().iter().map(|p| p.field).collect();
+        let fields: Vec<_> = bad
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(|p| p.field)
+            .collect();
         assert_eq!(
             fields,
-            ["collection-url", "page-size", "object-types", "added-after", "max-pages"]
+            [
+                "collection-url",
+                "page-size",
+                "object-types",
+                "added-after",
+                "max-pages"
+            ]
         );
     }
 

@@ -87,7 +87,11 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
         };
         let mut stalled = 0;
         loop {
-            if self.config.max_pages.is_some_and(|max| self.report.pages >= max) {
+            if self
+                .config
+                .max_pages
+                .is_some_and(|max| self.report.pages >= max)
+            {
                 self.report.complete = false;
                 let message = "stopped at the page limit; the next run continues from the cursor";
                 self.report.note(NoteLevel::Info, message);
@@ -191,7 +195,10 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
             url: url.clone(),
             headers: vec![
                 ("accept".into(), TAXII_21.into()),
-                ("user-agent".into(), format!("{PLUGIN_NAME}/{PLUGIN_VERSION}")),
+                (
+                    "user-agent".into(),
+                    format!("{PLUGIN_NAME}/{PLUGIN_VERSION}"),
+                ),
             ],
         };
         let response = self
@@ -280,7 +287,10 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
                     stored += 1;
                 }
                 Err(rejection) => {
-                    let key = format!("{QUARANTINE_PREFIX}{:016x}", stix::fnv1a64(raw.get().as_bytes()));
+                    let key = format!(
+                        "{QUARANTINE_PREFIX}{:016x}",
+                        stix::fnv1a64(raw.get().as_bytes())
+                    );
                     if !keys.contains(&key) && !self.store.exists(&key).map_err(store_error)? {
                         entries.push((key.clone(), quarantine_entry(&rejection.reason, raw)));
                         keys.insert(key);

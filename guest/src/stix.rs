@@ -8,8 +8,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, MapAccess, Visitor};
 use serde::Deserializer as _;
+use serde::de::{self, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -167,7 +167,11 @@ pub fn canonical_timestamp(value: &str) -> Option<String> {
     if !shape {
         return None;
     }
-    let digits: String = fraction.chars().chain(std::iter::repeat('0')).take(9).collect();
+    let digits: String = fraction
+        .chars()
+        .chain(std::iter::repeat('0'))
+        .take(9)
+        .collect();
     Some(format!("{seconds}.{digits}Z"))
 }
 
@@ -299,7 +303,6 @@ impl<'a> Fields<'a> {
         de::Deserializer::deserialize_str(&mut de, StrVisitor).ok()
     }
 }
-
 
 struct FieldsVisitor;
 

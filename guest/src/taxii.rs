@@ -33,9 +33,11 @@ pub fn collection_url(input: &str) -> Result<Url, String> {
         return Err(format!("{input:?} has no host"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("the URL contains credentials: remove them from the URL and give \
+        return Err(
+            "the URL contains credentials: remove them from the URL and give \
                     them to the host as a username and password instead"
-            .into());
+                .into(),
+        );
     }
     url.set_fragment(None);
     url.set_query(None);
@@ -176,9 +178,7 @@ pub fn is_rfc3339(value: &str) -> bool {
     }
     match rest {
         [b'Z' | b'z'] => true,
-        [b'+' | b'-', h1, h2, b':', m1, m2] => {
-            [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit())
-        }
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()),
         _ => false,
     }
 }
@@ -201,8 +201,8 @@ pub fn parse_envelope(body: &[u8]) -> Result<Envelope<'_>, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Envelope::default());
     }
-    let top: HashMap<String, &RawValue> = serde_json::from_slice(body)
-        .map_err(|e| format!("the body is not a JSON object ({e})"))?;
+    let top: HashMap<String, &RawValue> =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not a JSON object ({e})"))?;
     let mut envelope = Envelope::default();
     for (key, value) in top {
         match key.as_str() {
@@ -243,11 +243,7 @@ pub fn retry_after_seconds(value: &str, now: SystemTime) -> Option<u64> {
         return Some(seconds);
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(now)
-            .unwrap_or(Duration::ZERO)
-            .as_secs(),
-    )
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO).as_secs())
 }
 
 /// The error for a response whose status is not a success.
@@ -390,8 +386,8 @@ mod tests {
         assert!(!empty.more && empty.next.is_none() && empty.objects.is_empty());
         assert!(parse_envelope(b"").unwrap().objects.is_empty());
 
-        let env = parse_envelope(br#"{"more":true,"next":12,"objects":[{"a":1}],"data":[]}"#)
-            .unwrap();
+        let env =
+            parse_envelope(br#"{"more":true,"next":12,"objects":[{"a":1}],"data":[]}"#).unwrap();
         assert!(env.more);
         assert_eq!(env.next.as_deref(), Some("12"));
         assert_eq!(env.objects.len(), 1);
@@ -445,19 +441,33 @@ mod tests {
         let err = |status, retry: Option<&str>, body: &[u8]| {
             error_for_status(status, retry, body, &url, now)
         };
-        assert!(matches!(err(401, None, b"<html/>"), ImportError::Unauthorized(_)));
+        assert!(matches!(
+            err(401, None, b"<html/>"),
+            ImportError::Unauthorized(_)
+        ));
         assert!(matches!(err(403, None, b""), ImportError::Forbidden(_)));
         assert!(matches!(err(404, None, b""), ImportError::NotFound(_)));
-        assert!(matches!(err(406, None, b""), ImportError::UnsupportedVersion(_)));
+        assert!(matches!(
+            err(406, None, b""),
+            ImportError::UnsupportedVersion(_)
+        ));
         assert!(matches!(
             err(429, Some("7"), b""),
-            ImportError::RateLimited { retry_after_seconds: Some(7), .. }
+            ImportError::RateLimited {
+                retry_after_seconds: Some(7),
+                ..
+            }
         ));
-        assert!(matches!(err(503, Some("3"), b""), ImportError::RateLimited { .. }));
+        assert!(matches!(
+            err(503, Some("3"), b""),
+            ImportError::RateLimited { .. }
+        ));
         assert!(matches!(err(503, None, b""), ImportError::Unavailable(_)));
-        let ImportError::Other(message) =
-            err(400, None, br#"{"title":"Bad","description":"next expired"}"#)
-        else {
+        let ImportError::Other(message) = err(
+            400,
+            None,
+            br#"{"title":"Bad","description":"next expired"}"#,
+        ) else {
             panic!("400 is not a known failure");
         };
         assert!(message.contains("Bad: next expired"), "{message}");

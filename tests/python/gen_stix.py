@@ -25,12 +25,18 @@ objects", pass a different --seed and ``--after FIRST.json``: it starts after
 FIRST's latest timestamp and leaves out ids FIRST already has (the TLP
 markings).  The summary line on stderr prints the latest timestamp too.
 """
-import argparse
+import os
+import sys
+
+if __name__ == "__main__" and os.environ.get("PYTHONHASHSEED") != "0":
+    # Before the slow imports: the generator's output depends on set order.
+    os.execve(sys.executable, [sys.executable, *sys.argv],
+              {**os.environ, "PYTHONHASHSEED": "0"})
+
+import argparse  # noqa: E402 (after the re-exec above)
 import datetime as dt
 import json
-import os
 import random
-import sys
 import time
 import types
 import uuid
@@ -154,9 +160,6 @@ def add_versions(objects, options, after):
 
 
 def main():
-    if os.environ.get("PYTHONHASHSEED") != "0":
-        os.execve(sys.executable, [sys.executable, *sys.argv],
-                  {**os.environ, "PYTHONHASHSEED": "0"})
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, required=True,

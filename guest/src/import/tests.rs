@@ -188,7 +188,11 @@ fn a_second_run_resumes_from_the_cursor_and_stores_only_new_objects() {
     let again = import_any_intel(&config(5), &mut server, &mut store).unwrap();
     assert_eq!((again.received, again.stored), (0, 0));
     let last = (*server.objects_requests().last().unwrap()).clone();
-    let after = last.query_pairs().find(|(k, _)| k == "added_after").unwrap().1;
+    let after = last
+        .query_pairs()
+        .find(|(k, _)| k == "added_after")
+        .unwrap()
+        .1;
     assert_eq!(after, date_added(11), "the cursor is sent back verbatim");
 
     server.add(indicator(100, "2024-01-01T00:00:00.000Z"));

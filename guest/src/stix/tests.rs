@@ -28,7 +28,10 @@ fn keeps_a_valid_21_object_byte_for_byte() {
     let object = raw(indicator());
     let normalized = normalize(&object).unwrap();
     assert_eq!(normalized.json, object.get().as_bytes());
-    assert_eq!(normalized.id, "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f");
+    assert_eq!(
+        normalized.id,
+        "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f"
+    );
     assert_eq!(normalized.version, "2024-02-01T00:00:00.500000000Z");
     assert!(normalized.original.is_none());
 }
@@ -95,7 +98,10 @@ fn converts_stix_20_objects_and_keeps_the_original() {
     assert_eq!(converted["is_family"], true);
     assert_eq!(converted["malware_types"], json!(["remote-access-trojan"]));
     assert!(converted.get("labels").is_none());
-    assert_eq!(normalized.original.as_deref(), Some(object.get().as_bytes()));
+    assert_eq!(
+        normalized.original.as_deref(),
+        Some(object.get().as_bytes())
+    );
 }
 
 #[test]
@@ -118,7 +124,11 @@ fn canonical_timestamps_sort_in_time_order() {
     assert_eq!(a, "2024-01-01T00:00:00.000000000Z");
     assert_eq!(c, "2024-01-01T00:00:00.123456789Z");
     assert!(a < c && c < b);
-    for bad in ["2024-01-01T00:00:00", "2024-01-01T00:00:00.Z", "2024-01-01 00:00:00Z"] {
+    for bad in [
+        "2024-01-01T00:00:00",
+        "2024-01-01T00:00:00.Z",
+        "2024-01-01 00:00:00Z",
+    ] {
         assert_eq!(canonical_timestamp(bad), None, "{bad}");
     }
 }

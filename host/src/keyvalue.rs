@@ -1,0 +1,168 @@
+//! `wasi:keyvalue` (store and batch) over the event store.
+//!
+//! A run's plugin sees one bucket: its feed's store. It opens it by the
+//! identifier `""`; any other identifier is `no-such-store`, so no name a
+//! plugin can pass reaches another store. `set-many` is one transaction.
+//!
+//! Database failures are returned to the plugin as `error::other`; misuse
+//! of a resource handle traps.
+
+use anyhow::Result;
+use wasmtime::component::{HasData, Resource, ResourceTable};
+
+use crate::bindings::wasi::keyvalue::{batch, store};
+use crate::db::Database;
+
+/// Keys returned per `list-keys` call.
+const LIST_KEYS_PAGE: u32 = 1000;
+
+/// The `bucket` resource: the store it stands for.
+#[derive(Debug)]
+pub struct Bucket {
+    store_id: i64,
+}
+
+/// What one run may touch of the event store.
+pub struct BucketAccess {
+    db: Option<Database>,
+    store_id: i64,
+}
+
+impl BucketAccess {
+    /// Access to one store through its own database connection.
+    pub fn new(db: Database, store_id: i64) -> Self {
+        Self {
+            db: Some(db),
+            store_id,
+        }
+    }
+
+    /// No store at all: opening the bucket is `access-denied`.
+    pub fn none() -> Self {
+        Self {
+            db: None,
+            store_id: 0,
+        }
+    }
+}
+
+/// The view the generated bindings call into.
+pub struct KeyValue<'a> {
+    /// The run's resource table.
+    pub table: &'a mut ResourceTable,
+    /// The run's store.
+    pub access: &'a mut BucketAccess,
+}
+
+/// Names [`KeyValue`] for `add_to_linker`.
+pub struct HasKeyValue;
+
+impl HasData for HasKeyValue {
+    type Data<'a> = KeyValue<'a>;
+}
+
+type Answer<T> = wasmtime::Result<Result<T, store::Error>>;
+
+fn answer<T>(result: Result<T>) -> Answer<T> {
+    Ok(result.map_err(|e| {
+        tracing::warn!(error = %format!("{e:#}"), "event store operation failed");
+        store::Error::Other(format!("{e:#}"))
+    }))
+}
+
+impl KeyValue<'_> {
+    /// The database and the bucket's store; a bucket only exists when the
+    /// run has a database.
+    fn bucket(&mut self, bucket: &Resource<Bucket>) -> wasmtime::Result<(&mut Database, i64)> {
+        let id = self.table.get(bucket)?.store_id;
+        let db = self
+            .access
+            .db
+            .as_mut()
+            .ok_or_else(|| wasmtime::format_err!("a bucket exists without a database"))?;
+        Ok((db, id))
+    }
+}
+
+impl store::Host for KeyValue<'_> {
+    fn open(&mut self, identifier: String) -> Answer<Resource<Bucket>> {
+        if !identifier.is_empty() {
+            return Ok(Err(store::Error::NoSuchStore));
+        }
+        if self.access.db.is_none() {
+            return Ok(Err(store::Error::AccessDenied));
+        }
+        let bucket = Bucket {
+            store_id: self.access.store_id,
+        };
+        Ok(Ok(self.table.push(bucket)?))
+    }
+}
+
+impl store::HostBucket for KeyValue<'_> {
+    fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Answer<Option<Vec<u8>>> {
+        let (db, id) = self.bucket(&bucket)?;
+        answer(db.get_entry(id, &key))
+    }
+
+    fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Answer<()> {
+        let (db, id) = self.bucket(&bucket)?;
+        answer(db.set_entries(id, &[(key, value)]))
+    }
+
+    fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Answer<()> {
+        let (db, id) = self.bucket(&bucket)?;
+        answer(db.delete_entries(id, &[key]))
+    }
+
+    fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Answer<bool> {
+        let (db, id) = self.bucket(&bucket)?;
+        answer(db.entry_exists(id, &key))
+    }
+
+    fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<u64>,
+    ) -> Answer<store::KeyResponse> {
+        let (db, id) = self.bucket(&bucket)?;
+        answer(
+            db.list_keys(id, cursor, LIST_KEYS_PAGE)
+                .map(|(keys, cursor)| store::KeyResponse { keys, cursor }),
+        )
+    }
+
+    fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl batch::Host for KeyValue<'_> {
+    fn get_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Answer<Vec<Option<(String, Vec<u8>)>>> {
+        let (db, id) = self.bucket(&bucket)?;
+        answer(
+            keys.into_iter()
+                .map(|key| Ok(db.get_entry(id, &key)?.map(|value| (key, value))))
+                .collect(),
+        )
+    }
+
+    fn set_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Answer<()> {
+        let (db, id) = self.bucket(&bucket)?;
+        answer(db.set_entries(id, &key_values))
+    }
+
+    fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Answer<()> {
+        let (db, id) = self.bucket(&bucket)?;
+        answer(db.delete_entries(id, &keys))
+    }
+}

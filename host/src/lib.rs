@@ -1,0 +1,30 @@
+//! The host: runs TAXII feed plugins in wasmtime and keeps their event
+//! stores.
+//!
+//! - [`engine`] compiles and caches plugins and links their imports;
+//! - [`state`] and [`policy`] are what one run of a plugin may touch: its own
+//!   bucket, and HTTP to its feed's origin with the credentials added there;
+//! - [`db`], [`feeds`], [`store`] and [`runs`] keep configurations, event
+//!   stores and run history in one SQLite file;
+//! - [`runner`] runs one import; [`retrieve`] and [`directive`] read stores
+//!   back; [`cli`] is the command line.
+
+pub mod bindings;
+pub mod cli;
+pub mod db;
+pub mod directive;
+pub mod engine;
+pub mod feeds;
+pub mod keyvalue;
+pub mod policy;
+pub mod retrieve;
+pub mod runner;
+pub mod runs;
+pub mod secret;
+pub mod state;
+pub mod store;
+
+/// The current time as RFC 3339 with microseconds, as stored everywhere.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+}

@@ -1,0 +1,265 @@
+//! Event stores: one per feed, each a bucket of key-value entries kept in
+//! insertion order (the `seq` column).
+//!
+//! The plugin decides the keys (see `wit/feed.wit`); the host relies on the
+//! `object/{id}/{version}` layout only to answer queries.
+
+use anyhow::{Context, Result, bail};
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use crate::db::Database;
+
+/// Prefix of stored STIX object versions.
+pub const OBJECT_PREFIX: &str = "object/";
+/// Prefix of rejected objects.
+pub const QUARANTINE_PREFIX: &str = "quarantine/";
+
+/// An event store's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreRef {
+    /// Row id, used as the bucket handle.
+    #[serde(skip)]
+    pub id: i64,
+    /// Owning tenant.
+    pub tenant: String,
+    /// The store's name (its feed's name).
+    pub name: String,
+    /// The plugin that fills it.
+    pub plugin: String,
+}
+
+/// The first key after every key that starts with `prefix`.
+pub fn prefix_end(prefix: &str) -> String {
+    let mut end = prefix.to_string();
+    match end.pop() {
+        Some(last) => end.push(char::from_u32(last as u32 + 1).unwrap_or(char::MAX)),
+        None => end.push(char::MAX),
+    }
+    end
+}
+
+impl Database {
+    /// The store of this name, created if missing.
+    pub fn ensure_store(&self, tenant: &str, name: &str, plugin: &str) -> Result<StoreRef> {
+        self.conn.execute(
+            "INSERT INTO stores (tenant, name, plugin, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant, name) DO NOTHING",
+            params![tenant, name, plugin, crate::now_rfc3339()],
+        )?;
+        self.find_store(tenant, name)?
+            .context("the store vanished right after it was created")
+    }
+
+    /// The store of this name, if any.
+    pub fn find_store(&self, tenant: &str, name: &str) -> Result<Option<StoreRef>> {
+        self.conn
+            .query_row(
+                "SELECT id, tenant, name, plugin FROM stores WHERE tenant = ?1 AND name = ?2",
+                params![tenant, name],
+                |row| {
+                    Ok(StoreRef {
+                        id: row.get(0)?,
+                        tenant: row.get(1)?,
+                        name: row.get(2)?,
+                        plugin: row.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .context("cannot read the list of stores")
+    }
+
+    /// The store of this name, or an error that lists the stores there are.
+    pub fn require_store(&self, tenant: &str, name: &str) -> Result<StoreRef> {
+        if let Some(store) = self.find_store(tenant, name)? {
+            return Ok(store);
+        }
+        let names = self.store_names(tenant)?;
+        if names.is_empty() {
+            bail!("no store named {name}: there are no stores yet; `import` a feed first");
+        }
+        bail!("no store named {name}: the stores are {}", names.join(", "))
+    }
+
+    /// The names of a tenant's stores.
+    pub fn store_names(&self, tenant: &str) -> Result<Vec<String>> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT name FROM stores WHERE tenant = ?1 ORDER BY name")?;
+        let names = statement
+            .query_map([tenant], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(names)
+    }
+
+    /// Every store of a tenant.
+    pub fn stores(&self, tenant: &str) -> Result<Vec<StoreRef>> {
+        self.store_names(tenant)?
+            .iter()
+            .map(|name| self.require_store(tenant, name))
+            .collect()
+    }
+
+    /// (distinct objects, object versions) in a store.
+    pub fn object_counts(&self, store: &StoreRef) -> Result<(u64, u64)> {
+        let counts = self.conn.query_row(
+            "SELECT COUNT(DISTINCT substr(key, 8, instr(substr(key, 8), '/') - 1)), COUNT(*)
+             FROM entries WHERE store_id = ?1 AND key >= ?2 AND key < ?3",
+            params![store.id, OBJECT_PREFIX, prefix_end(OBJECT_PREFIX)],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        Ok(counts)
+    }
+
+    /// Entries whose key starts with `prefix`, in key order.
+    pub fn for_each_entry(
+        &self,
+        store: &StoreRef,
+        prefix: &str,
+        mut f: impl FnMut(&str, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT key, value FROM entries
+             WHERE store_id = ?1 AND key >= ?2 AND key < ?3 ORDER BY key",
+        )?;
+        let mut rows = statement.query(params![store.id, prefix, prefix_end(prefix)])?;
+        while let Some(row) = rows.next()? {
+            let key = row.get_ref(0)?.as_str()?;
+            let value = row.get_ref(1)?.as_blob()?;
+            if !f(key, value)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One entry's value.
+    pub fn get_entry(&self, store_id: i64, key: &str) -> Result<Option<Vec<u8>>> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT value FROM entries WHERE store_id = ?1 AND key = ?2")?;
+        Ok(statement
+            .query_row(params![store_id, key], |row| row.get(0))
+            .optional()?)
+    }
+
+    /// Whether an entry exists.
+    pub fn entry_exists(&self, store_id: i64, key: &str) -> Result<bool> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT 1 FROM entries WHERE store_id = ?1 AND key = ?2")?;
+        Ok(statement.exists(params![store_id, key])?)
+    }
+
+    /// Writes entries in one transaction: all of them or none. A key that
+    /// exists keeps its place in the insertion order.
+    pub fn set_entries(&mut self, store_id: i64, entries: &[(String, Vec<u8>)]) -> Result<()> {
+        let now = crate::now_rfc3339();
+        let tx = self.conn.transaction()?;
+        {
+            let mut statement = tx.prepare_cached(
+                "INSERT INTO entries (store_id, key, value, added_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (store_id, key) DO UPDATE SET value = excluded.value",
+            )?;
+            for (key, value) in entries {
+                statement.execute(params![store_id, key, value, now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes entries in one transaction.
+    pub fn delete_entries(&mut self, store_id: i64, keys: &[String]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut statement =
+                tx.prepare_cached("DELETE FROM entries WHERE store_id = ?1 AND key = ?2")?;
+            for key in keys {
+                statement.execute(params![store_id, key])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Up to `limit` keys after the cursor (a `seq`), and the next cursor.
+    pub fn list_keys(
+        &self,
+        store_id: i64,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<(Vec<String>, Option<u64>)> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT seq, key FROM entries WHERE store_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let rows: Vec<(i64, String)> = statement
+            .query_map(params![store_id, after.unwrap_or(0), limit], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let next = (rows.len() == limit as usize)
+            .then(|| rows.last().map(|(seq, _)| *seq as u64))
+            .flatten();
+        Ok((rows.into_iter().map(|(_, key)| key).collect(), next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_bounds_exactly_the_prefix() {
+        assert_eq!(prefix_end("object/"), "object0");
+        assert_eq!(prefix_end("object/indicator--"), "object/indicator-.");
+        let end = prefix_end("object/");
+        assert!("object/zzz" < end.as_str() && "object0" >= end.as_str());
+    }
+
+    #[test]
+    fn entries_are_written_all_or_nothing_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Database::open(dir.path()).unwrap();
+        let store = db.ensure_store("default", "intel", "taxii-feed").unwrap();
+        let entries = vec![
+            ("object/a/1".to_string(), b"{}".to_vec()),
+            ("state/cursor".to_string(), b"t1".to_vec()),
+        ];
+        db.set_entries(store.id, &entries).unwrap();
+        assert!(db.entry_exists(store.id, "object/a/1").unwrap());
+        assert_eq!(
+            db.get_entry(store.id, "state/cursor").unwrap(),
+            Some(b"t1".to_vec())
+        );
+
+        db.set_entries(store.id, &[("state/cursor".into(), b"t2".to_vec())])
+            .unwrap();
+        let (keys, next) = db.list_keys(store.id, None, 10).unwrap();
+        assert_eq!(
+            keys,
+            ["object/a/1", "state/cursor"],
+            "an update keeps its place"
+        );
+        assert_eq!(next, None);
+        assert_eq!(db.object_counts(&store).unwrap(), (1, 1));
+
+        let other = db.ensure_store("default", "other", "taxii-feed").unwrap();
+        assert!(!db.entry_exists(other.id, "object/a/1").unwrap());
+    }
+
+    #[test]
+    fn a_failed_batch_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Database::open(dir.path()).unwrap();
+        let missing_store = 999;
+        let entries = vec![("object/a/1".to_string(), b"{}".to_vec())];
+        assert!(db.set_entries(missing_store, &entries).is_err());
+        let count: i64 = db
+            .conn
+            .query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 0);
+    }
+}
