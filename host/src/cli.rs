@@ -392,7 +392,10 @@ impl Session {
             ReportFormat::Text => write_outcome(&outcome, &mut out)?,
         }
         if let Some(error) = &outcome.error {
-            eprintln!("error: {}\n  fix: {}", error.message, error.fix);
+            eprintln!(
+                "error ({}): {}\n  fix: {}",
+                error.kind, error.message, error.fix
+            );
             return Ok(ExitCode::FAILURE);
         }
         Ok(ExitCode::SUCCESS)

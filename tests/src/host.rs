@@ -1,0 +1,196 @@
+//! The `taxii-host` binary, run as a user would, with a data directory of
+//! the test's own.
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::target_dir;
+
+/// The `taxii-host` binary built next to the test binaries.
+pub fn host_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("TAXII_HOST_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binaries live in target/<profile>/deps");
+    let path = profile_dir.join("taxii-host");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (or build it \
+         with `cargo build -p taxii-host`)",
+        path.display()
+    );
+    path
+}
+
+/// A host with its own data directory.
+pub struct Host {
+    /// The data directory.
+    pub data_dir: tempfile::TempDir,
+    /// Extra environment for every command.
+    pub env: Vec<(String, String)>,
+}
+
+/// A command's result, with its output as text.
+#[derive(Debug)]
+pub struct Run {
+    /// Whether it exited with 0.
+    pub success: bool,
+    /// The exit code.
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        Self {
+            success: output.status.success(),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Host {
+    /// A host with an empty data directory.
+    pub fn new() -> Self {
+        Self {
+            data_dir: tempfile::tempdir().expect("cannot create a data directory"),
+            env: Vec::new(),
+        }
+    }
+
+    /// The command, ready to run.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = Command::new(host_binary());
+        command
+            .args(args)
+            .env("TAXII_HOST_DATA_DIR", self.data_dir.path())
+            .env("TAXII_HOST_CACHE_DIR", target_dir().join("test-cache"))
+            .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+
+    /// Runs a command and returns what it did.
+    pub fn run<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.command(args)
+            .output()
+            .expect("cannot run taxii-host")
+            .into()
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = self.command(args);
+        let run: Run = command.output().expect("cannot run taxii-host").into();
+        assert!(
+            run.success,
+            "{command:?} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
+            run.code, run.stdout, run.stderr
+        );
+        run.stdout
+    }
+
+    /// Adds a feed with a password file.
+    pub fn add_feed(&self, name: &str, url: &str, user: &str, password_file: &std::path::Path) {
+        self.ok([
+            "config",
+            "add",
+            name,
+            "--collection-url",
+            url,
+            "--username",
+            user,
+            "--password-file",
+            &password_file.display().to_string(),
+        ]);
+    }
+
+    /// Imports a feed and returns its JSON outcome, failed or not.
+    pub fn import(&self, name: &str) -> Result<Value> {
+        let run = self.run(["import", name, "--format", "json"]);
+        serde_json::from_str(&run.stdout)
+            .with_context(|| format!("import printed no JSON:\n{}\n{}", run.stdout, run.stderr))
+    }
+
+    /// Imports a feed that must succeed; returns its report.
+    pub fn import_ok(&self, name: &str) -> Value {
+        let outcome = self.import(name).unwrap();
+        assert_eq!(outcome["status"], "ok", "{outcome:#}");
+        outcome["report"].clone()
+    }
+
+    /// Every object version in a store, as JSON values.
+    pub fn objects(&self, store: &str) -> Vec<Value> {
+        let out = self.ok([
+            "retrieve",
+            "query",
+            store,
+            "--versions",
+            "all",
+            "--format",
+            "jsonl",
+        ]);
+        out.lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect()
+    }
+
+    /// Every object version in a store as (id, modified).
+    pub fn versions(&self, store: &str) -> BTreeSet<(String, Option<String>)> {
+        versions_of(&self.objects(store))
+    }
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// (id, modified) of objects.
+pub fn versions_of(objects: &[Value]) -> BTreeSet<(String, Option<String>)> {
+    objects
+        .iter()
+        .map(|o| {
+            (
+                o["id"].as_str().unwrap_or_default().to_string(),
+                o["modified"].as_str().map(String::from),
+            )
+        })
+        .collect()
+}
+
+/// The objects of a bundle file.
+pub fn bundle_objects(path: &std::path::Path) -> Result<Vec<Value>> {
+    let bundle: Value = serde_json::from_slice(&std::fs::read(path)?)?;
+    match bundle["objects"].as_array() {
+        Some(objects) => Ok(objects.clone()),
+        None => bail!("{} is not a bundle", path.display()),
+    }
+}
