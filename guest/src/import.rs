@@ -24,6 +24,10 @@ const MAX_STALLED_PAGES: u32 = 3;
 /// before the next page is asked for, so a failure at any point leaves the
 /// store at the end of a complete page. The failure carries the report of
 /// what was committed.
+#[expect(
+    clippy::result_large_err,
+    reason = "returned once per run; the failure carries the whole report on purpose"
+)]
 pub fn import_any_intel(
     config: &FeedConfig,
     http: impl Transport,
