@@ -74,7 +74,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Add a feed (or replace one with --replace).
-    Add(ConfigAddArgs),
+    Add(Box<ConfigAddArgs>),
     /// List the feeds.
     List(FormatArgs),
     /// Remove a feed's configuration; its store and history are kept.
@@ -308,7 +308,7 @@ impl Session {
 
     fn config(&self, command: ConfigCommand) -> Result<ExitCode> {
         match command {
-            ConfigCommand::Add(args) => self.add_feed(args),
+            ConfigCommand::Add(args) => self.add_feed(*args),
             ConfigCommand::List(args) => {
                 let feeds = self.db()?.feeds(&self.tenant)?;
                 let mut out = std::io::stdout().lock();
