@@ -17,8 +17,11 @@ pub const DB_FILE: &str = "taxii-host.db";
 /// How long a writer waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS feeds (
+/// The schema, as the steps that built it. `PRAGMA user_version` holds how
+/// many have been applied; a new column or table is a new step at the end,
+/// never an edit of an old one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE feeds (
     id              INTEGER PRIMARY KEY,
     tenant          TEXT NOT NULL,
     name            TEXT NOT NULL,
@@ -33,7 +36,7 @@ CREATE TABLE IF NOT EXISTS feeds (
     created_at      TEXT NOT NULL,
     UNIQUE (tenant, name)
 );
-CREATE TABLE IF NOT EXISTS stores (
+CREATE TABLE stores (
     id          INTEGER PRIMARY KEY,
     tenant      TEXT NOT NULL,
     name        TEXT NOT NULL,
@@ -41,7 +44,7 @@ CREATE TABLE IF NOT EXISTS stores (
     created_at  TEXT NOT NULL,
     UNIQUE (tenant, name)
 );
-CREATE TABLE IF NOT EXISTS entries (
+CREATE TABLE entries (
     seq         INTEGER PRIMARY KEY,
     store_id    INTEGER NOT NULL REFERENCES stores (id),
     key         TEXT NOT NULL,
@@ -49,7 +52,7 @@ CREATE TABLE IF NOT EXISTS entries (
     added_at    TEXT NOT NULL,
     UNIQUE (store_id, key)
 );
-CREATE TABLE IF NOT EXISTS runs (
+CREATE TABLE runs (
     id           INTEGER PRIMARY KEY,
     store_id     INTEGER NOT NULL REFERENCES stores (id),
     started_at   TEXT NOT NULL,
@@ -65,8 +68,8 @@ CREATE TABLE IF NOT EXISTS runs (
     error        TEXT,
     report       TEXT
 );
-CREATE INDEX IF NOT EXISTS runs_by_store ON runs (store_id, id);
-"#;
+CREATE INDEX runs_by_store ON runs (store_id, id);
+"#];
 
 /// An open database.
 pub struct Database {
@@ -88,13 +91,62 @@ impl Database {
         // power loss may lose the last transactions but never corrupts.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA)
-            .with_context(|| format!("cannot set up the database {}", path.display()))?;
-        Ok(Self { conn, path })
+        let mut db = Self { conn, path };
+        db.migrate()
+            .with_context(|| format!("cannot set up the database {}", db.path.display()))?;
+        Ok(db)
+    }
+
+    /// Applies the migrations this file has not seen, each in a transaction.
+    fn migrate(&mut self) -> Result<()> {
+        let applied: usize = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if applied > MIGRATIONS.len() {
+            anyhow::bail!(
+                "the database was written by a newer taxii-host (schema {applied}, this \
+                 one knows {}); upgrade taxii-host",
+                MIGRATIONS.len()
+            );
+        }
+        for (step, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", step + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
     }
 
     /// Where the database lives.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_twice_applies_the_schema_once() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Database::open(dir.path()).unwrap());
+        let db = Database::open(dir.path()).unwrap();
+        let version: usize = db
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn refuses_a_database_from_a_newer_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path()).unwrap();
+        db.conn.pragma_update(None, "user_version", 999).unwrap();
+        drop(db);
+        let message = format!("{:#}", Database::open(dir.path()).err().unwrap());
+        assert!(message.contains("newer taxii-host"), "{message}");
     }
 }
