@@ -5,8 +5,11 @@
 //! Each test gets its own data directory and its own server; compiled
 //! plugins are cached once for every test in `target/test-cache`.
 
+pub mod canned;
+pub mod fixtures;
 pub mod host;
 pub mod medallion;
+pub mod pki;
 pub mod python;
 
 use std::path::{Path, PathBuf};
