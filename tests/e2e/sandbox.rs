@@ -284,3 +284,33 @@ fn buckets_by_any_name_stay_the_plugins_own() {
         "internal buckets are listed: {listed}"
     );
 }
+
+#[test]
+fn a_response_over_the_size_limit_ends_the_run_naming_the_limit() {
+    let big = Canned::http(taxii_collection(indicators(2000)));
+    let host = Host::new();
+    add(
+        &host,
+        "big",
+        &format!("{}{COLLECTION}", big.base),
+        &["--allow-private"],
+    );
+    let outcome = &import_together(&host, &["--max-response-size", "64KiB"], &["big"])[0];
+    assert_eq!(outcome["error"]["kind"], "limit", "{outcome:#}");
+    let message = outcome["error"]["message"].as_str().unwrap();
+    assert!(message.contains("response size limit"), "{message}");
+    assert!(host.objects("big").is_empty());
+}
+
+#[test]
+fn a_run_waiting_on_a_silent_server_ends_at_the_run_time_limit() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}{COLLECTION}", silent.local_addr().unwrap());
+    let host = Host::new();
+    add(&host, "silent", &url, &["--allow-private"]);
+    let outcome = &import_together(&host, &["--max-run-time", "2s"], &["silent"])[0];
+    assert_eq!(outcome["error"]["kind"], "limit", "{outcome:#}");
+    let message = outcome["error"]["message"].as_str().unwrap();
+    assert!(message.contains("run time limit (2s)"), "{message}");
+    drop(silent);
+}
