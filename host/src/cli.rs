@@ -11,10 +11,14 @@ use crate::db::Database;
 use crate::directive::{self, Directive};
 use crate::engine::{BUILTIN_PLUGIN, BUILTIN_PLUGIN_NAME, PluginEngine, PluginSource};
 use crate::feeds::{DEFAULT_TENANT, Feed};
-use crate::retrieve::{self, ObjectFormat, ObjectQuery, Versions};
+use crate::filter::{Filter, Op};
+use crate::output::ObjectFormat;
+use crate::query::{Cursor, Include, ObjectQuery, Source, Stage, VersionMatch};
+use crate::retrieve;
 use crate::runner::{ImportOutcome, Runner};
 use crate::runs::RunStatus;
 use crate::secret::PasswordSource;
+use crate::serve::{self, ServeConfig};
 
 /// Environment variable naming the data directory.
 pub const DATA_DIR_ENV: &str = "TAXII_HOST_DATA_DIR";
@@ -63,8 +67,12 @@ pub enum Command {
     /// Read the event stores: list them, or query one's objects as STIX.
     #[command(subcommand)]
     Retrieve(RetrieveCommand),
-    /// Run a directive: `_retrieve list` or `_retrieve query <name>`.
+    /// Run a directive: `_retrieve list`, or `_retrieve query <name>` with
+    /// stages such as `| _filter type == indicator | _limit 50`.
     Query(QueryArgs),
+    /// Serve the stores as a read-only TAXII 2.1 server (one API root per
+    /// tenant, one collection per store).
+    ServeTaxii(ServeArgs),
     /// Describe the built-in plugin, or write it out as a component file.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -164,8 +172,9 @@ pub struct FormatArgs {
 pub enum RetrieveCommand {
     /// Every store with its objects, last run and last status.
     List(FormatArgs),
-    /// One store's objects, as a STIX 2.1 bundle or JSON lines.
-    Query(QueryStoreArgs),
+    /// One store's objects, as a STIX 2.1 bundle, a TAXII envelope or JSON
+    /// lines.
+    Query(Box<QueryStoreArgs>),
 }
 
 /// `retrieve query`.
@@ -173,40 +182,172 @@ pub enum RetrieveCommand {
 pub struct QueryStoreArgs {
     /// The store.
     pub name: String,
-    #[command(flatten)]
-    pub output: ObjectArgs,
-}
-
-/// How objects are selected and written.
-#[derive(Debug, Args)]
-pub struct ObjectArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ObjectFormat::Bundle)]
     pub format: ObjectFormat,
-    /// Only objects of these STIX types (repeat, or separate with commas).
+    #[command(flatten)]
+    pub objects: ObjectArgs,
+}
+
+/// Which objects to read and what of them, as flags; each is the
+/// directive stage of the same name.
+#[derive(Debug, Default, Args)]
+pub struct ObjectArgs {
+    /// Only objects of these STIX types (`_filter type in ...`; repeat, or
+    /// separate with commas).
     #[arg(long = "type", value_name = "TYPE", value_delimiter = ',')]
     pub types: Vec<String>,
-    /// At most this many objects.
+    /// Only objects with these ids (`_filter id in ...`).
+    #[arg(long = "id", value_name = "ID", value_delimiter = ',')]
+    pub ids: Vec<String>,
+    /// Only objects that match, written as after `_filter`, for example
+    /// 'modified > 2024-01-01' (repeat for several).
+    #[arg(long = "filter", value_name = "EXPR", value_parser = filter_flag)]
+    pub filters: Vec<Filter>,
+    /// Which versions of each object: last, first, all or timestamps,
+    /// separated by commas (`_versions`) [default: last]
+    #[arg(long, value_name = "WHICH", value_parser = versions_flag)]
+    pub versions: Option<VersionMatch>,
+    /// Only versions stored after this timestamp or date (`_added_after`).
+    #[arg(long, value_name = "TIMESTAMP", value_parser = added_after_flag)]
+    pub added_after: Option<String>,
+    /// Show what is hidden by default: revoked, expired or all
+    /// (`_include`).
+    #[arg(long, value_name = "WHAT", value_parser = include_flag)]
+    pub include: Option<Include>,
+    /// Resume after the page that printed this cursor (`_cursor`).
+    #[arg(long, value_name = "CURSOR", value_parser = cursor_flag)]
+    pub cursor: Option<Cursor>,
+    /// At most this many objects; a cursor for the next page is printed
+    /// on stderr (`_limit`).
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
-    /// Which versions of each object.
-    #[arg(long, value_enum, default_value_t = Versions::Last)]
-    pub versions: Versions,
+    /// Keep only these properties; the output is then not STIX
+    /// (`_fields`).
+    #[arg(long, value_name = "PROPERTY", value_delimiter = ',', value_parser = property_flag)]
+    pub fields: Vec<String>,
     /// Show the quarantine instead: objects rejected, with the reason.
     #[arg(long)]
     pub quarantine: bool,
 }
 
+impl ObjectArgs {
+    /// The query the flags describe: filters, then the limit, then the
+    /// projection.
+    pub fn to_query(&self) -> ObjectQuery {
+        let mut stages = Vec::new();
+        let pin = |field: &str, values: &[String]| {
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            Stage::Filter(Filter::new(field, Op::In, &values))
+        };
+        if !self.types.is_empty() {
+            stages.push(pin("type", &self.types));
+        }
+        if !self.ids.is_empty() {
+            stages.push(pin("id", &self.ids));
+        }
+        stages.extend(self.filters.iter().cloned().map(Stage::Filter));
+        stages.extend(self.limit.map(Stage::Limit));
+        if !self.fields.is_empty() {
+            stages.push(Stage::Fields(self.fields.clone()));
+        }
+        ObjectQuery {
+            source: Source {
+                versions: self.versions.clone(),
+                added_after: self.added_after.clone(),
+                include: self.include,
+                cursor: self.cursor.clone(),
+                quarantine: self.quarantine,
+            },
+            stages,
+        }
+    }
+}
+
+fn filter_flag(text: &str) -> Result<Filter, String> {
+    directive::parse_filter(text).map_err(|e| format!("\n{e}"))
+}
+
+fn versions_flag(text: &str) -> Result<VersionMatch, String> {
+    VersionMatch::parse(text).map_err(|item| format!("{item:?} is not {}", VersionMatch::EXPECTED))
+}
+
+fn added_after_flag(text: &str) -> Result<String, String> {
+    crate::timestamp::canonical_or_date(text)
+        .ok_or_else(|| "expected a timestamp such as 2024-01-31 or 2024-01-31T12:00:00Z".into())
+}
+
+fn include_flag(text: &str) -> Result<Include, String> {
+    Include::parse(text).map_err(|item| format!("{item:?} is not {}", Include::EXPECTED))
+}
+
+fn cursor_flag(text: &str) -> Result<Cursor, String> {
+    Cursor::decode(text).ok_or_else(|| format!("expected {}", Cursor::EXPECTED))
+}
+
+fn property_flag(text: &str) -> Result<String, String> {
+    match directive::is_property(text) {
+        true => Ok(text.to_string()),
+        false => Err("expected a property name (letters, digits, `_` and `-`)".into()),
+    }
+}
+
 /// `query`.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// The directive, for example '_retrieve query feed1'.
+    /// The directive, for example '_retrieve query feed1 | _filter type ==
+    /// indicator | _limit 50'.
     pub directive: String,
-    /// Output of `_retrieve list`.
-    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
-    pub list_format: ListFormat,
+    /// Output format: table or json for `_retrieve list` [default: table],
+    /// bundle, envelope or jsonl for `_retrieve query` [default: bundle]
+    #[arg(long, value_enum)]
+    pub format: Option<QueryFormat>,
+    /// Flags add to the directive: their filters, limit and projection
+    /// run after its stages.
     #[command(flatten)]
-    pub output: ObjectArgs,
+    pub objects: ObjectArgs,
+}
+
+/// The output formats of `query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueryFormat {
+    /// `_retrieve list` as columns.
+    Table,
+    /// `_retrieve list` as JSON.
+    Json,
+    /// Objects as a STIX 2.1 bundle.
+    Bundle,
+    /// Objects as a TAXII 2.1 envelope.
+    Envelope,
+    /// Objects as JSON lines.
+    Jsonl,
+}
+
+/// `serve-taxii`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to listen (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR:PORT", default_value = serve::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+    /// The user clients authenticate as (HTTP Basic).
+    #[arg(long, value_name = "USER")]
+    pub user: String,
+    /// Read that user's password from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with = "password_file")]
+    pub password_env: Option<String>,
+    /// Read that user's password from the first line of this file.
+    #[arg(long, value_name = "PATH", required_unless_present = "password_env")]
+    pub password_file: Option<PathBuf>,
+    /// Refused: a password on the command line ends up in the shell history.
+    #[arg(long, hide = true, value_name = "PASSWORD")]
+    pub password: Option<String>,
+    /// Serve only these tenants (one API root each; repeat, or separate
+    /// with commas) [default: every tenant with stores]
+    #[arg(long = "api-root", value_name = "TENANT", value_delimiter = ',')]
+    pub tenants: Vec<String>,
+    /// The largest page served, whatever `limit` a client asks.
+    #[arg(long, value_name = "N", default_value_t = serve::DEFAULT_MAX_PAGE_SIZE)]
+    pub max_page_size: usize,
 }
 
 /// Plugin commands.
@@ -268,6 +409,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         data_dir,
         cache_dir,
         guest_stderr: cli.verbose >= 2,
+        quiet: cli.quiet,
     };
     crate::feeds::check_name("tenant", &context.tenant)?;
     match cli.command {
@@ -275,12 +417,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(args) => context.import(args),
         Command::Retrieve(RetrieveCommand::List(args)) => context.list(args.format),
         Command::Retrieve(RetrieveCommand::Query(args)) => {
-            context.query_store(&args.name, &args.output)
+            context.query_store(&args.name, &args.objects.to_query(), args.format)
         }
-        Command::Query(args) => match directive::parse(&args.directive)? {
-            Directive::List => context.list(args.list_format),
-            Directive::Query { store } => context.query_store(&store, &args.output),
-        },
+        Command::Query(args) => context.directive(&args),
+        Command::ServeTaxii(args) => context.serve_taxii(args),
         Command::Plugin(command) => context.plugin(command),
     }
 }
@@ -290,6 +430,7 @@ struct Session {
     data_dir: PathBuf,
     cache_dir: Option<PathBuf>,
     guest_stderr: bool,
+    quiet: bool,
 }
 
 impl Session {
@@ -411,17 +552,118 @@ impl Session {
         Ok(ExitCode::SUCCESS)
     }
 
-    fn query_store(&self, name: &str, args: &ObjectArgs) -> Result<ExitCode> {
+    fn query_store(
+        &self,
+        name: &str,
+        query: &ObjectQuery,
+        format: ObjectFormat,
+    ) -> Result<ExitCode> {
         let db = self.db()?;
         let store = db.require_store(&self.tenant, name)?;
-        let query = ObjectQuery {
-            types: args.types.clone(),
-            limit: args.limit,
-            versions: args.versions,
-            quarantine: args.quarantine,
-        };
         let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-        retrieve::write_objects(&db, &store, &query, args.format, &mut out)?;
+        let outcome = retrieve::write_objects(&db, &store, query, format, &mut out)?;
+        drop(out);
+        if self.quiet {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let (Some(note), ObjectFormat::Jsonl) = (&outcome.note, format) {
+            eprintln!("note: {note}");
+        }
+        match (&outcome.next, outcome.more) {
+            (Some(next), _) => eprintln!(
+                "more objects: for the next page add `| _cursor {next}` to the directive, \
+                 or --cursor {next}"
+            ),
+            (None, true) => eprintln!("more records follow: raise the limit to see them"),
+            (None, false) => {}
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// `query '<directive>'`: the directive's stages, then the flags'.
+    fn directive(&self, args: &QueryArgs) -> Result<ExitCode> {
+        let directive = match directive::parse(&args.directive) {
+            Ok(directive) => directive,
+            Err(error) => {
+                eprintln!("error: the directive does not parse: {error}");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        let flags = args.objects.to_query();
+        match directive {
+            Directive::List => {
+                if flags != ObjectQuery::default() {
+                    bail!("object flags apply to `_retrieve query`, not to `_retrieve list`");
+                }
+                let format = match args.format {
+                    None | Some(QueryFormat::Table) => ListFormat::Table,
+                    Some(QueryFormat::Json) => ListFormat::Json,
+                    Some(other) => {
+                        bail!("`_retrieve list` prints --format table or json, not {other:?}")
+                    }
+                };
+                self.list(format)
+            }
+            Directive::Query { store, mut query } => {
+                let format = match args.format {
+                    None | Some(QueryFormat::Bundle) => ObjectFormat::Bundle,
+                    Some(QueryFormat::Envelope) => ObjectFormat::Envelope,
+                    Some(QueryFormat::Jsonl) => ObjectFormat::Jsonl,
+                    Some(other) => bail!(
+                        "`_retrieve query` prints --format bundle, envelope or jsonl, not {other:?}"
+                    ),
+                };
+                query
+                    .source
+                    .merge(flags.source)
+                    .map_err(anyhow::Error::msg)?;
+                query.stages.extend(flags.stages);
+                self.query_store(&store, &query, format)
+            }
+        }
+    }
+
+    fn serve_taxii(&self, args: ServeArgs) -> Result<ExitCode> {
+        if args.password.is_some() {
+            bail!(
+                "--password is not accepted: a password on the command line is kept in the \
+                 shell history and visible to other users; use --password-env VAR or \
+                 --password-file PATH"
+            );
+        }
+        for tenant in &args.tenants {
+            crate::feeds::check_name("tenant", tenant)?;
+            if tenant == "taxii2" {
+                bail!("the tenant taxii2 cannot be served: /taxii2/ is the discovery resource");
+            }
+        }
+        if args.max_page_size == 0 {
+            bail!("--max-page-size must be at least 1");
+        }
+        let source = match (args.password_env, args.password_file) {
+            (Some(var), _) => PasswordSource::Env(var),
+            (None, Some(path)) => PasswordSource::File(path),
+            (None, None) => {
+                bail!("give the server's password with --password-env or --password-file")
+            }
+        };
+        let config = ServeConfig {
+            data_dir: self.data_dir.clone(),
+            listen: args.listen,
+            user: args.user,
+            password: source.read()?,
+            tenants: args.tenants,
+            max_page_size: args.max_page_size,
+        };
+        runtime()?.block_on(serve::serve(config, |urls| {
+            let mut lines = urls.iter();
+            if let Some(discovery) = lines.next() {
+                println!("serving TAXII 2.1 at {discovery} (Ctrl-C stops)");
+            }
+            for line in lines {
+                println!("  {line}");
+            }
+        }))?;
         Ok(ExitCode::SUCCESS)
     }
 

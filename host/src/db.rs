@@ -20,7 +20,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The schema, as the steps that built it. `PRAGMA user_version` holds how
 /// many have been applied; a new column or table is a new step at the end,
 /// never an edit of an old one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE feeds (
     id              INTEGER PRIMARY KEY,
     tenant          TEXT NOT NULL,
@@ -69,7 +70,13 @@ CREATE TABLE runs (
     report       TEXT
 );
 CREATE INDEX runs_by_store ON runs (store_id, id);
-"#];
+"#,
+    // serve-taxii reads a store's entries in commit order (date_added),
+    // page after page from a `seq`.
+    r#"
+CREATE INDEX entries_by_store_seq ON entries (store_id, seq);
+"#,
+];
 
 /// An open database.
 pub struct Database {
