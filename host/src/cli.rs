@@ -336,7 +336,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "VAR", conflicts_with = "password_file")]
     pub password_env: Option<String>,
     /// Read that user's password from the first line of this file.
-    #[arg(long, value_name = "PATH", required_unless_present = "password_env")]
+    #[arg(long, value_name = "PATH")]
     pub password_file: Option<PathBuf>,
     /// Refused: a password on the command line ends up in the shell history.
     #[arg(long, hide = true, value_name = "PASSWORD")]
@@ -656,12 +656,14 @@ impl Session {
             max_page_size: args.max_page_size,
         };
         runtime()?.block_on(serve::serve(config, |urls| {
+            // The collections first, then the line that says it is ready.
             let mut lines = urls.iter();
-            if let Some(discovery) = lines.next() {
-                println!("serving TAXII 2.1 at {discovery} (Ctrl-C stops)");
-            }
+            let discovery = lines.next();
             for line in lines {
-                println!("  {line}");
+                println!("collection {line}");
+            }
+            if let Some(discovery) = discovery {
+                println!("serving TAXII 2.1 at {discovery} (Ctrl-C stops)");
             }
         }))?;
         Ok(ExitCode::SUCCESS)

@@ -36,7 +36,9 @@ impl VersionRow {
             seq: row.get("seq")?,
             key: row.get("key")?,
             added_at: row.get("added_at")?,
-            value: row.get("value")?,
+            // Text as well as blobs: a value an operator wrote with the
+            // sqlite3 shell is text.
+            value: row.get_ref("value")?.as_bytes()?.to_vec(),
         })
     }
 
@@ -223,7 +225,7 @@ impl Database {
         let mut rows = statement.query(params![store.id, prefix, prefix_end(prefix)])?;
         while let Some(row) = rows.next()? {
             let key = row.get_ref(0)?.as_str()?;
-            let value = row.get_ref(1)?.as_blob()?;
+            let value = row.get_ref(1)?.as_bytes()?;
             if !f(key, value)? {
                 break;
             }

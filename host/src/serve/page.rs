@@ -165,7 +165,7 @@ fn scan(db: &Database, store: &StoreRef, query: &PageQuery, visit: &mut Visit<'_
         let version = VersionRow {
             seq: row.get(0)?,
             key: row.get(1)?,
-            value: row.get(2)?,
+            value: row.get_ref(2)?.as_bytes()?.to_vec(),
             added_at: row.get(3)?,
         };
         if !visit(version, row.get(4)?, row.get(5)?)? {
