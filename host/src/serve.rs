@@ -358,6 +358,12 @@ mod tests {
     }
 
     #[test]
+    fn listens_on_the_loopback_address_by_default() {
+        let address: SocketAddr = DEFAULT_LISTEN.parse().unwrap();
+        assert!(address.ip().is_loopback());
+    }
+
+    #[test]
     fn hands_out_urls_for_a_plain_host_header_only() {
         assert_eq!(
             host_base(Some(&header("localhost:9470"))).as_deref(),
