@@ -10,7 +10,7 @@ use taxii_feed_tests::host::{Host, bundle_objects, versions_of};
 use taxii_feed_tests::medallion::Medallion;
 use taxii_feed_tests::python::{generated_bundle, run_script};
 use taxii_feed_tests::serve::{TAXII_21, TaxiiServer, get};
-use taxii_feed_tests::store::{Commit, commits_of, seed_store, store_entries};
+use taxii_feed_tests::store::{Commit, commits_of, seed_store, seed_tenant_store, store_entries};
 
 /// Versions per commit of the seeded store: pages of 40 cut commits.
 const COMMIT: usize = 50;
@@ -257,6 +257,65 @@ fn serve_taxii_answers_with_taxii_errors_media_types_and_date_headers() {
         server.discovery_url.replace("taxii2/", "default/")
     );
     assert_eq!(server.get(&by_alias).unwrap().json()["alias"], "intel");
+}
+
+#[test]
+fn each_tenant_is_an_api_root_with_its_own_collections() {
+    let (host, objects, commits) = seeded_host();
+    seed_tenant_store(&host, "acme", "acme-intel", &commits[..1]);
+    let server = TaxiiServer::start(&host, &[]).unwrap();
+    let base = server.discovery_url.trim_end_matches("taxii2/").to_string();
+    let discovery = server.get(&server.discovery_url).unwrap().json();
+    assert_eq!(
+        discovery["api_roots"],
+        json!([format!("{base}acme/"), format!("{base}default/")])
+    );
+    assert_eq!(discovery["default"], format!("{base}default/"));
+    let root = server.get(&format!("{base}acme/")).unwrap().json();
+    assert_eq!(root["versions"], json!([TAXII_21]));
+    let titles = |tenant: &str| {
+        let listed = server
+            .get(&format!("{base}{tenant}/collections/"))
+            .unwrap()
+            .json();
+        let collections = listed["collections"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        collections
+            .iter()
+            .map(|c| c["title"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(titles("acme"), [json!("acme-intel")]);
+    assert_eq!(titles("default"), [json!("intel")]);
+    let acme_objects = server
+        .get(&format!(
+            "{}objects/?match[version]=all",
+            server.collections["acme/acme-intel"]
+        ))
+        .unwrap()
+        .json();
+    assert_eq!(acme_objects["objects"], json!(objects[..COMMIT]));
+    let crossed = server
+        .get(&format!("{base}acme/collections/intel/"))
+        .unwrap();
+    assert_eq!(crossed.status, 404, "a tenant sees only its own stores");
+    drop(server);
+
+    let only = TaxiiServer::start(&host, &["--api-root", "acme"]).unwrap();
+    let discovery = only.get(&only.discovery_url).unwrap().json();
+    assert_eq!(
+        discovery["api_roots"],
+        json!([format!(
+            "{}acme/",
+            only.discovery_url.trim_end_matches("taxii2/")
+        )])
+    );
+    let hidden = only
+        .get(&only.discovery_url.replace("taxii2/", "default/"))
+        .unwrap();
+    assert_eq!(hidden.status, 404);
 }
 
 #[test]

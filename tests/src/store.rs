@@ -56,11 +56,16 @@ fn database(host: &Host) -> PathBuf {
 
 /// Writes a store of the default tenant with these commits.
 pub fn seed_store(host: &Host, name: &str, commits: &[Commit]) {
+    seed_tenant_store(host, "default", name, commits);
+}
+
+/// Writes a store of `tenant` with these commits.
+pub fn seed_tenant_store(host: &Host, tenant: &str, name: &str, commits: &[Commit]) {
     let mut conn = Connection::open(database(host)).expect("cannot open the host's database");
     let tx = conn.transaction().expect("cannot begin");
     tx.execute(
-        "INSERT INTO stores (tenant, name, plugin, created_at) VALUES ('default', ?1, 'taxii-feed', ?2)",
-        params![name, commit_time(0)],
+        "INSERT INTO stores (tenant, name, plugin, created_at) VALUES (?1, ?2, 'taxii-feed', ?3)",
+        params![tenant, name, commit_time(0)],
     )
     .expect("cannot add the store");
     let store = tx.last_insert_rowid();
