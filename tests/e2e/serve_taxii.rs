@@ -252,6 +252,25 @@ fn serve_taxii_answers_with_taxii_errors_media_types_and_date_headers() {
     assert_eq!(page.headers["x-taxii-date-added-first"], commits[0].0);
     assert_eq!(page.headers["x-taxii-date-added-last"], commits[0].0);
     assert_eq!(page.json()["more"], true);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let posted = agent
+        .post(&objects_url)
+        .header("Authorization", &server.authorization())
+        .header("Content-Type", TAXII_21)
+        .send(r#"{"objects":[]}"#)
+        .unwrap();
+    assert_eq!(posted.status().as_u16(), 403, "read-only");
+    let deleted = agent
+        .delete(&objects_url)
+        .header("Authorization", &server.authorization())
+        .call()
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 405);
+    assert_eq!(deleted.headers()["allow"], "GET");
+
     let by_alias = format!(
         "{}collections/intel/",
         server.discovery_url.replace("taxii2/", "default/")
