@@ -1,4 +1,7 @@
-//! The command line.
+//! The command line. Reading stores (`retrieve query`, `query`) and serving
+//! them (`serve-taxii`) are in `cli/read.rs`.
+
+mod read;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -10,12 +13,12 @@ use anyhow::{Context, Result, bail};
 use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use self::read::{ObjectArgs, QueryArgs, QueryFormat, QueryStoreArgs, ServeArgs};
 use crate::db::Database;
-use crate::directive::{self, Directive};
 use crate::engine::{BUILTIN_PLUGIN, BUILTIN_PLUGIN_NAME, PluginEngine, PluginSource};
 use crate::feeds::{Auth, DEFAULT_TENANT, Feed, NetworkOptions};
 use crate::limits::RunLimits;
-use crate::retrieve::{self, ObjectFormat, ObjectQuery, Versions};
+use crate::retrieve;
 use crate::runner::{ImportOutcome, Runner, RunnerOptions};
 use crate::runs::RunStatus;
 use crate::secret::{DEFAULT_SECRETS_FILE, SECRETS_FILE_ENV, SecretSource};
@@ -109,8 +112,12 @@ pub enum Command {
     /// Read the event stores: list them, or query one's objects as STIX.
     #[command(subcommand)]
     Retrieve(RetrieveCommand),
-    /// Run a directive: `_retrieve list` or `_retrieve query <name>`.
+    /// Run a directive: `_retrieve list`, or `_retrieve query <name>` with
+    /// stages such as `| _filter type == indicator | _limit 50`.
     Query(QueryArgs),
+    /// Serve the stores as a read-only TAXII 2.1 server (one API root per
+    /// tenant, one collection per store).
+    ServeTaxii(ServeArgs),
     /// Describe the built-in plugin, or write it out as a component file.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -361,49 +368,9 @@ pub struct FormatArgs {
 pub enum RetrieveCommand {
     /// Every store with its objects, last run and last status.
     List(FormatArgs),
-    /// One store's objects, as a STIX 2.1 bundle or JSON lines.
-    Query(QueryStoreArgs),
-}
-
-/// `retrieve query`.
-#[derive(Debug, Args)]
-pub struct QueryStoreArgs {
-    /// The store.
-    pub name: String,
-    #[command(flatten)]
-    pub output: ObjectArgs,
-}
-
-/// How objects are selected and written.
-#[derive(Debug, Args)]
-pub struct ObjectArgs {
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = ObjectFormat::Bundle)]
-    pub format: ObjectFormat,
-    /// Only objects of these STIX types (repeat, or separate with commas).
-    #[arg(long = "type", value_name = "TYPE", value_delimiter = ',')]
-    pub types: Vec<String>,
-    /// At most this many objects.
-    #[arg(long, value_name = "N")]
-    pub limit: Option<u64>,
-    /// Which versions of each object.
-    #[arg(long, value_enum, default_value_t = Versions::Last)]
-    pub versions: Versions,
-    /// Show the quarantine instead: objects rejected, with the reason.
-    #[arg(long)]
-    pub quarantine: bool,
-}
-
-/// `query`.
-#[derive(Debug, Args)]
-pub struct QueryArgs {
-    /// The directive, for example '_retrieve query feed1'.
-    pub directive: String,
-    /// Output of `_retrieve list`.
-    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
-    pub list_format: ListFormat,
-    #[command(flatten)]
-    pub output: ObjectArgs,
+    /// One store's objects, as a STIX 2.1 bundle, a TAXII envelope or JSON
+    /// lines.
+    Query(Box<QueryStoreArgs>),
 }
 
 /// Plugin commands.
@@ -472,6 +439,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         },
         data_dir,
         cache_dir,
+        quiet: cli.quiet,
     };
     crate::feeds::check_name("tenant", &context.tenant)?;
     match cli.command {
@@ -479,12 +447,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(args) => context.import(args),
         Command::Retrieve(RetrieveCommand::List(args)) => context.list(args.format),
         Command::Retrieve(RetrieveCommand::Query(args)) => {
-            context.query_store(&args.name, &args.output)
+            context.query_store(&args.name, &args.objects.to_query(), args.format)
         }
-        Command::Query(args) => match directive::parse(&args.directive)? {
-            Directive::List => context.list(args.list_format),
-            Directive::Query { store } => context.query_store(&store, &args.output),
-        },
+        Command::Query(args) => context.directive(&args),
+        Command::ServeTaxii(args) => context.serve_taxii(args),
         Command::Plugin(command) => context.plugin(command),
     }
 }
@@ -494,6 +460,7 @@ struct Session {
     data_dir: PathBuf,
     cache_dir: Option<PathBuf>,
     runner: RunnerOptions,
+    quiet: bool,
 }
 
 impl Session {
@@ -648,20 +615,6 @@ impl Session {
             ListFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&stores)?)?,
             ListFormat::Table => retrieve::write_store_table(&stores, &mut out)?,
         }
-        Ok(ExitCode::SUCCESS)
-    }
-
-    fn query_store(&self, name: &str, args: &ObjectArgs) -> Result<ExitCode> {
-        let db = self.db()?;
-        let store = db.require_store(&self.tenant, name)?;
-        let query = ObjectQuery {
-            types: args.types.clone(),
-            limit: args.limit,
-            versions: args.versions,
-            quarantine: args.quarantine,
-        };
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-        retrieve::write_objects(&db, &store, &query, args.format, &mut out)?;
         Ok(ExitCode::SUCCESS)
     }
 

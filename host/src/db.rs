@@ -87,6 +87,11 @@ ALTER TABLE feeds DROP COLUMN password_env;
 ALTER TABLE feeds DROP COLUMN password_file;
 ALTER TABLE runs ADD COLUMN denied INTEGER NOT NULL DEFAULT 0;
 "#,
+    // serve-taxii reads a store's entries in commit order (date_added),
+    // page after page from a `seq`.
+    r#"
+CREATE INDEX entries_by_store_seq ON entries (store_id, seq);
+"#,
 ];
 
 /// An open database.

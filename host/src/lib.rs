@@ -6,8 +6,10 @@
 //!   bucket, and HTTP to its feed's origin with the credentials added there;
 //! - [`db`], [`feeds`], [`store`] and [`runs`] keep configurations, event
 //!   stores and run history in one SQLite file;
-//! - [`runner`] runs one import; [`retrieve`] and [`directive`] read stores
-//!   back; [`cli`] is the command line.
+//! - [`runner`] runs one import; [`cli`] is the command line;
+//! - [`directive`], [`query`] and [`filter`] are the query language,
+//!   [`retrieve`] and [`output`] read stores back as STIX, and [`serve`]
+//!   serves them as a read-only TAXII 2.1 server.
 
 pub mod bindings;
 pub mod cli;
@@ -15,16 +17,21 @@ pub mod db;
 pub mod directive;
 pub mod engine;
 pub mod feeds;
+pub mod filter;
 pub mod keyvalue;
 pub mod limits;
 pub mod outgoing;
+pub mod output;
 pub mod policy;
+pub mod query;
 pub mod retrieve;
 pub mod runner;
 pub mod runs;
 pub mod secret;
+pub mod serve;
 pub mod state;
 pub mod store;
+pub mod timestamp;
 pub mod tls;
 
 /// The current time as RFC 3339 with microseconds, as stored everywhere.

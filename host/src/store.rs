@@ -4,6 +4,8 @@
 //! The plugin decides the keys (see `wit/feed.wit`); the host relies on the
 //! `object/{id}/{version}` layout only to answer queries.
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result, bail};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
@@ -14,6 +16,54 @@ use crate::db::Database;
 pub const OBJECT_PREFIX: &str = "object/";
 /// Prefix of rejected objects.
 pub const QUARANTINE_PREFIX: &str = "quarantine/";
+
+/// One stored object version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRow {
+    /// Its place in the order entries were committed.
+    pub seq: i64,
+    /// `object/{id}/{version}`.
+    pub key: String,
+    /// When the host committed it (RFC 3339, microseconds).
+    pub added_at: String,
+    /// The STIX object (JSON).
+    pub value: Vec<u8>,
+}
+
+impl VersionRow {
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            seq: row.get("seq")?,
+            key: row.get("key")?,
+            added_at: row.get("added_at")?,
+            // Text as well as blobs: a value an operator wrote with the
+            // sqlite3 shell is text.
+            value: row.get_ref("value")?.as_bytes()?.to_vec(),
+        })
+    }
+
+    /// The object's id.
+    pub fn id(&self) -> &str {
+        object_id(&self.key)
+    }
+
+    /// The `{version}` part of the key.
+    pub fn version(&self) -> &str {
+        self.key.rsplit_once('/').map_or("", |(_, v)| v)
+    }
+}
+
+/// `object/{id}/{version}` → `{id}`.
+pub fn object_id(key: &str) -> &str {
+    let rest = key.strip_prefix(OBJECT_PREFIX).unwrap_or(key);
+    rest.rsplit_once('/').map_or(rest, |(id, _)| id)
+}
+
+/// `object/{id}/{version}` → `object/{id}/`, where the object's versions
+/// start.
+pub fn object_group(key: &str) -> &str {
+    key.rfind('/').map_or(key, |slash| &key[..=slash])
+}
 
 /// An event store's identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -93,6 +143,17 @@ impl Database {
         Ok(names)
     }
 
+    /// The tenants that have stores.
+    pub fn tenants(&self) -> Result<Vec<String>> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT DISTINCT tenant FROM stores ORDER BY tenant")?;
+        let tenants = statement
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(tenants)
+    }
+
     /// Every event store of a tenant (not the buckets plugins keep for
     /// themselves, whose names hold a `:`).
     pub fn stores(&self, tenant: &str) -> Result<Vec<StoreRef>> {
@@ -114,6 +175,44 @@ impl Database {
         Ok(counts)
     }
 
+    /// Objects per STIX type (distinct ids, not versions).
+    pub fn type_counts(&self, store: &StoreRef) -> Result<BTreeMap<String, u64>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT substr(key, 8, instr(key, '--') - 8),
+                    COUNT(DISTINCT substr(key, 8, instr(substr(key, 8), '/') - 1))
+             FROM entries WHERE store_id = ?1 AND key >= ?2 AND key < ?3 GROUP BY 1",
+        )?;
+        let counts = statement
+            .query_map(
+                params![store.id, OBJECT_PREFIX, prefix_end(OBJECT_PREFIX)],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(counts)
+    }
+
+    /// Object versions with keys from `from` (included) to `to` (not), in
+    /// key order, while `f` says to go on.
+    pub fn for_each_version(
+        &self,
+        store: &StoreRef,
+        from: &str,
+        to: &str,
+        mut f: impl FnMut(VersionRow) -> Result<bool>,
+    ) -> Result<()> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT seq, key, value, added_at FROM entries
+             WHERE store_id = ?1 AND key >= ?2 AND key < ?3 ORDER BY key",
+        )?;
+        let mut rows = statement.query(params![store.id, from, to])?;
+        while let Some(row) = rows.next()? {
+            if !f(VersionRow::from_row(row)?)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Entries whose key starts with `prefix`, in key order.
     pub fn for_each_entry(
         &self,
@@ -128,7 +227,7 @@ impl Database {
         let mut rows = statement.query(params![store.id, prefix, prefix_end(prefix)])?;
         while let Some(row) = rows.next()? {
             let key = row.get_ref(0)?.as_str()?;
-            let value = row.get_ref(1)?.as_blob()?;
+            let value = row.get_ref(1)?.as_bytes()?;
             if !f(key, value)? {
                 break;
             }

@@ -146,13 +146,16 @@ impl Host {
         outcome["report"].clone()
     }
 
-    /// Every object version in a store, as JSON values.
+    /// Every object version in a store (revoked and expired ones too), as
+    /// JSON values.
     pub fn objects(&self, store: &str) -> Vec<Value> {
         let out = self.ok([
             "retrieve",
             "query",
             store,
             "--versions",
+            "all",
+            "--include",
             "all",
             "--format",
             "jsonl",

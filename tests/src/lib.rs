@@ -1,6 +1,6 @@
-//! The end-to-end test harness: the `taxii-host` binary, the Python peers
-//! (medallion, taxii2-client, stix2-validator) and generated STIX data, all
-//! on 127.0.0.1.
+//! The end-to-end test harness: the `taxii-host` binary (and its own TAXII
+//! server), the Python peers (medallion, taxii2-client, stix2-validator),
+//! generated STIX data and stores written directly, all on 127.0.0.1.
 //!
 //! Each test gets its own data directory and its own server; compiled
 //! plugins are cached once for every test in `target/test-cache`.
@@ -11,6 +11,8 @@ pub mod host;
 pub mod medallion;
 pub mod pki;
 pub mod python;
+pub mod serve;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 
