@@ -3,18 +3,22 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::db::Database;
 use crate::directive::{self, Directive};
 use crate::engine::{BUILTIN_PLUGIN, BUILTIN_PLUGIN_NAME, PluginEngine, PluginSource};
-use crate::feeds::{DEFAULT_TENANT, Feed};
+use crate::feeds::{Auth, DEFAULT_TENANT, Feed, NetworkOptions};
+use crate::limits::RunLimits;
 use crate::retrieve::{self, ObjectFormat, ObjectQuery, Versions};
-use crate::runner::{ImportOutcome, Runner};
+use crate::runner::{ImportOutcome, Runner, RunnerOptions};
 use crate::runs::RunStatus;
-use crate::secret::PasswordSource;
+use crate::secret::{DEFAULT_SECRETS_FILE, SECRETS_FILE_ENV, SecretSource};
 
 /// Environment variable naming the data directory.
 pub const DATA_DIR_ENV: &str = "TAXII_HOST_DATA_DIR";
@@ -36,6 +40,14 @@ pub struct Cli {
     #[arg(long, env = CACHE_DIR_ENV, global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
+    /// The secrets file for `--*-secret KEY` sources: `KEY=value` lines,
+    /// readable by its owner only [default: DATA_DIR/secrets.env]
+    #[arg(long, env = SECRETS_FILE_ENV, global = true, value_name = "FILE")]
+    pub secrets_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
     /// The tenant whose feeds and stores to use.
     #[arg(long, env = "TAXII_HOST_TENANT", global = true, default_value = DEFAULT_TENANT)]
     pub tenant: String,
@@ -52,13 +64,47 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The limits of each run; hitting one ends that run with an error naming
+/// it, keeping what was committed.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Memory a plugin may use.
+    #[arg(long, global = true, value_name = "SIZE", default_value = "256MiB")]
+    pub max_memory: ByteSize,
+    /// Time a plugin may spend executing (its CPU).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub max_cpu: Duration,
+    /// Wall-clock time of a run.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub max_run_time: Duration,
+    /// Size of one HTTP response body.
+    #[arg(long, global = true, value_name = "SIZE", default_value = "128MiB")]
+    pub max_response_size: ByteSize,
+    /// Pages of objects per run; the next run continues from the cursor.
+    #[arg(long, global = true, value_name = "N", default_value_t = crate::limits::DEFAULT_PAGES)]
+    pub max_pages: u32,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> RunLimits {
+        RunLimits {
+            memory_bytes: self.max_memory.as_u64(),
+            cpu: self.max_cpu,
+            run_time: self.max_run_time,
+            response_bytes: self.max_response_size.as_u64(),
+            pages: self.max_pages.max(1),
+        }
+    }
+}
+
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Add, list and remove feed configurations.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Import a feed now, once, and print what the run did.
+    /// Import feeds now, once each (several at once run side by side), and
+    /// print what each run did.
     Import(ImportArgs),
     /// Read the event stores: list them, or query one's objects as STIX.
     #[command(subcommand)]
@@ -86,6 +132,9 @@ pub enum ConfigCommand {
 
 /// `config add`.
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("password_source").args(["password_env", "password_file", "password_secret"]))]
+#[command(group = clap::ArgGroup::new("token_source").args(["token_env", "token_file", "token_secret"]))]
+#[command(group = clap::ArgGroup::new("header_source").args(["header_env", "header_file", "header_secret"]))]
 pub struct ConfigAddArgs {
     /// The feed's name, which is also its store's name [default: the
     /// plugin's name]
@@ -93,18 +142,114 @@ pub struct ConfigAddArgs {
     /// The TAXII Collection URL: https://host/<api-root>/collections/<id>/
     #[arg(long, value_name = "URL")]
     pub collection_url: String,
-    /// Username for HTTP Basic authentication.
-    #[arg(long)]
+
+    /// Username for HTTP Basic authentication (with one --password-* option).
+    #[arg(long, help_heading = "Credentials", requires = "password_source")]
     pub username: Option<String>,
     /// Read the password from this environment variable at each run.
-    #[arg(long, value_name = "VAR", conflicts_with = "password_file")]
+    #[arg(
+        long,
+        value_name = "VAR",
+        help_heading = "Credentials",
+        requires = "username"
+    )]
     pub password_env: Option<String>,
-    /// Read the password from the first line of this file at each run.
-    #[arg(long, value_name = "PATH")]
+    /// Read the password from the first line of this file (mode 600) at each run.
+    #[arg(
+        long,
+        value_name = "PATH",
+        help_heading = "Credentials",
+        requires = "username"
+    )]
     pub password_file: Option<PathBuf>,
+    /// Read the password from this key of the secrets file at each run.
+    #[arg(
+        long,
+        value_name = "KEY",
+        help_heading = "Credentials",
+        requires = "username"
+    )]
+    pub password_secret: Option<String>,
     /// Refused: a password on the command line ends up in the shell history.
     #[arg(long, hide = true, value_name = "PASSWORD")]
     pub password: Option<String>,
+    /// Send `Authorization: Bearer` with the token from this variable.
+    #[arg(long, value_name = "VAR", help_heading = "Credentials", conflicts_with_all = ["username", "header"])]
+    pub token_env: Option<String>,
+    /// ... with the token from this file (mode 600).
+    #[arg(long, value_name = "PATH", help_heading = "Credentials", conflicts_with_all = ["username", "header"])]
+    pub token_file: Option<PathBuf>,
+    /// ... with the token from this key of the secrets file.
+    #[arg(long, value_name = "KEY", help_heading = "Credentials", conflicts_with_all = ["username", "header"])]
+    pub token_secret: Option<String>,
+    /// Send the secret in this header instead (for example X-API-Key),
+    /// with one --header-* option.
+    #[arg(
+        long,
+        value_name = "NAME",
+        help_heading = "Credentials",
+        requires = "header_source",
+        conflicts_with = "username"
+    )]
+    pub header: Option<String>,
+    /// The header's value from this variable.
+    #[arg(
+        long,
+        value_name = "VAR",
+        help_heading = "Credentials",
+        requires = "header"
+    )]
+    pub header_env: Option<String>,
+    /// The header's value from this file (mode 600).
+    #[arg(
+        long,
+        value_name = "PATH",
+        help_heading = "Credentials",
+        requires = "header"
+    )]
+    pub header_file: Option<PathBuf>,
+    /// The header's value from this key of the secrets file.
+    #[arg(
+        long,
+        value_name = "KEY",
+        help_heading = "Credentials",
+        requires = "header"
+    )]
+    pub header_secret: Option<String>,
+
+    /// Let runs reach this origin too (https://host:port); repeat as needed.
+    #[arg(long, value_name = "URL", help_heading = "Network")]
+    pub allow_origin: Vec<String>,
+    /// Let runs reach private, loopback and link-local addresses (a server
+    /// on this machine or the local network).
+    #[arg(long, help_heading = "Network")]
+    pub allow_private: bool,
+    /// Let credentials go over plain http:// to another machine.
+    #[arg(long, help_heading = "Network")]
+    pub allow_insecure_auth: bool,
+    /// Trust only the certificate authorities in this PEM file.
+    #[arg(long, value_name = "PATH", help_heading = "Network")]
+    pub ca_file: Option<PathBuf>,
+    /// Present this client certificate (PEM) to the server (mTLS).
+    #[arg(
+        long,
+        value_name = "PATH",
+        help_heading = "Network",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM, mode 600).
+    #[arg(
+        long,
+        value_name = "PATH",
+        help_heading = "Network",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+    /// DANGEROUS: do not verify the server's certificate.
+    #[arg(long, help_heading = "Network")]
+    pub insecure_skip_tls_verify: bool,
+
     /// Objects per page (the TAXII `limit`) [default: 1000]
     #[arg(long, value_name = "N")]
     pub page_size: Option<u32>,
@@ -122,11 +267,63 @@ pub struct ConfigAddArgs {
     pub replace: bool,
 }
 
+impl ConfigAddArgs {
+    /// The credentials these options describe.
+    fn auth(&self) -> Result<Auth> {
+        let source = |env: &Option<String>, file: &Option<PathBuf>, key: &Option<String>| {
+            Ok::<_, anyhow::Error>(match (env, file, key) {
+                (Some(var), _, _) => Some(SecretSource::Env(var.clone())),
+                (_, Some(path), _) => Some(SecretSource::File(absolute(path.clone())?)),
+                (_, _, Some(key)) => Some(SecretSource::Stored(key.clone())),
+                _ => None,
+            })
+        };
+        let password = source(
+            &self.password_env,
+            &self.password_file,
+            &self.password_secret,
+        )?;
+        let token = source(&self.token_env, &self.token_file, &self.token_secret)?;
+        let value = source(&self.header_env, &self.header_file, &self.header_secret)?;
+        Ok(
+            match (&self.username, password, token, &self.header, value) {
+                (Some(username), Some(password), None, None, None) => Auth::Basic {
+                    username: username.clone(),
+                    password,
+                },
+                (None, None, Some(token), None, None) => Auth::Bearer { token },
+                (None, None, None, Some(name), Some(value)) => Auth::Header {
+                    name: name.clone(),
+                    value,
+                },
+                (None, None, None, None, None) => Auth::None,
+                _ => bail!(
+                    "give one kind of credentials: --username with a --password-* option, \
+                 a --token-* option, or --header with a --header-* option"
+                ),
+            },
+        )
+    }
+
+    fn network(&self) -> Result<NetworkOptions> {
+        Ok(NetworkOptions {
+            allowed_origins: self.allow_origin.clone(),
+            allow_private: self.allow_private,
+            allow_insecure_auth: self.allow_insecure_auth,
+            ca_file: self.ca_file.clone().map(absolute).transpose()?,
+            client_cert: self.client_cert.clone().map(absolute).transpose()?,
+            client_key: self.client_key.clone().map(absolute).transpose()?,
+            insecure_skip_tls_verify: self.insecure_skip_tls_verify,
+        })
+    }
+}
+
 /// `import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The feed to import.
-    pub name: String,
+    /// The feeds to import.
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
     /// How to print the run's report.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
@@ -265,9 +462,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         .or_else(|| dirs::cache_dir().map(|d| d.join("taxii-host")));
     let context = Session {
         tenant: cli.tenant.clone(),
+        runner: RunnerOptions {
+            guest_stderr: cli.verbose >= 2,
+            limits: cli.limits.limits(),
+            secrets_file: cli
+                .secrets_file
+                .clone()
+                .unwrap_or_else(|| data_dir.join(DEFAULT_SECRETS_FILE)),
+        },
         data_dir,
         cache_dir,
-        guest_stderr: cli.verbose >= 2,
     };
     crate::feeds::check_name("tenant", &context.tenant)?;
     match cli.command {
@@ -289,7 +493,7 @@ struct Session {
     tenant: String,
     data_dir: PathBuf,
     cache_dir: Option<PathBuf>,
-    guest_stderr: bool,
+    runner: RunnerOptions,
 }
 
 impl Session {
@@ -302,7 +506,7 @@ impl Session {
         Ok(Runner::new(
             engine,
             self.data_dir.clone(),
-            self.guest_stderr,
+            self.runner.clone(),
         ))
     }
 
@@ -339,23 +543,18 @@ impl Session {
         let runtime = runtime()?;
         let runner = self.runner()?;
         let source = PluginSource::from_path(args.plugin.as_deref());
-        let name = match args.name {
+        let name = match args.name.clone() {
             Some(name) => name,
             None if source == PluginSource::Builtin => BUILTIN_PLUGIN_NAME.to_string(),
             None => runtime.block_on(runner.describe(&source))?.name,
         };
-        let password = match (args.password_env, args.password_file) {
-            (Some(var), _) => Some(PasswordSource::Env(var)),
-            (None, Some(path)) => Some(PasswordSource::File(absolute(path)?)),
-            (None, None) => None,
-        };
         let feed = Feed {
             tenant: self.tenant.clone(),
             name,
-            plugin: args.plugin.map(absolute).transpose()?,
-            collection_url: args.collection_url,
-            username: args.username,
-            password,
+            plugin: args.plugin.clone().map(absolute).transpose()?,
+            collection_url: args.collection_url.clone(),
+            auth: args.auth()?,
+            network: args.network()?,
             page_size: args.page_size,
             object_types: args.types,
             added_after: args.added_after,
@@ -369,10 +568,27 @@ impl Session {
                 .collect();
             bail!("feed {} is not valid:\n{}", feed.name, list.join("\n"));
         }
-        if let Some(source) = &feed.password
-            && let Err(e) = source.read()
-        {
-            tracing::warn!("{e:#}; the feed is saved, but its imports will fail until it is fixed");
+        crate::tls::client_config(&feed.network.tls())
+            .with_context(|| format!("feed {}: TLS settings", feed.name))?;
+        if feed.network.insecure_skip_tls_verify {
+            tracing::warn!(
+                "feed {}: TLS certificate verification is OFF: anyone on the path can \
+                 impersonate the server",
+                feed.name
+            );
+        }
+        let secrets: Vec<&SecretSource> = match &feed.auth {
+            Auth::None => vec![],
+            Auth::Basic { password, .. } => vec![password],
+            Auth::Bearer { token } => vec![token],
+            Auth::Header { value, .. } => vec![value],
+        };
+        for source in secrets {
+            if let Err(e) = source.read(&self.runner.secrets_file) {
+                tracing::warn!(
+                    "{e:#}; the feed is saved, but its imports will fail until it is fixed"
+                );
+            }
         }
         self.db()?.add_feed(&feed, args.replace)?;
         println!(
@@ -383,22 +599,46 @@ impl Session {
     }
 
     fn import(&self, args: ImportArgs) -> Result<ExitCode> {
-        let feed = self.db()?.require_feed(&self.tenant, &args.name)?;
-        let runner = self.runner()?;
-        let outcome = runtime()?.block_on(runner.import(&feed))?;
+        let db = self.db()?;
+        let feeds = args
+            .names
+            .iter()
+            .map(|name| db.require_feed(&self.tenant, name))
+            .collect::<Result<Vec<_>>>()?;
+        let runner = Arc::new(self.runner()?);
+        let outcomes = runtime()?.block_on(async {
+            let runs: Vec<_> = feeds
+                .into_iter()
+                .map(|feed| {
+                    let runner = runner.clone();
+                    tokio::spawn(async move { runner.import(&feed).await })
+                })
+                .collect();
+            let mut outcomes = Vec::with_capacity(runs.len());
+            for run in runs {
+                outcomes.push(run.await??);
+            }
+            anyhow::Ok(outcomes)
+        })?;
         let mut out = std::io::stdout().lock();
-        match args.format {
-            ReportFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&outcome)?)?,
-            ReportFormat::Text => write_outcome(&outcome, &mut out)?,
+        match (args.format, outcomes.as_slice()) {
+            (ReportFormat::Json, [one]) => writeln!(out, "{}", serde_json::to_string_pretty(one)?)?,
+            (ReportFormat::Json, all) => writeln!(out, "{}", serde_json::to_string_pretty(all)?)?,
+            (ReportFormat::Text, all) => {
+                for outcome in all {
+                    write_outcome(outcome, &mut out)?;
+                }
+            }
         }
-        if let Some(error) = &outcome.error {
+        let mut code = ExitCode::SUCCESS;
+        for error in outcomes.iter().filter_map(|o| o.error.as_ref()) {
             eprintln!(
                 "error ({}): {}\n  fix: {}",
                 error.kind, error.message, error.fix
             );
-            return Ok(ExitCode::FAILURE);
+            code = ExitCode::FAILURE;
         }
-        Ok(ExitCode::SUCCESS)
+        Ok(code)
     }
 
     fn list(&self, format: ListFormat) -> Result<ExitCode> {
@@ -472,10 +712,8 @@ fn write_feed_table(feeds: &[Feed], out: &mut impl Write) -> Result<()> {
         table.add_row([
             feed.name.clone(),
             feed.collection_url.clone(),
-            feed.username.clone().unwrap_or_else(|| "-".into()),
-            feed.password
-                .as_ref()
-                .map_or_else(|| "-".into(), PasswordSource::to_string),
+            feed.auth.describe(),
+            describe_network(&feed.network),
             feed.page_size
                 .map_or_else(|| "default".into(), |n| n.to_string()),
             if feed.object_types.is_empty() {
@@ -487,6 +725,33 @@ fn write_feed_table(feeds: &[Feed], out: &mut impl Write) -> Result<()> {
     }
     writeln!(out, "{table}")?;
     Ok(())
+}
+
+fn describe_network(network: &NetworkOptions) -> String {
+    let mut parts = Vec::new();
+    if network.allow_private {
+        parts.push("private allowed".to_string());
+    }
+    if network.allow_insecure_auth {
+        parts.push("credentials over http allowed".into());
+    }
+    if network.insecure_skip_tls_verify {
+        parts.push("TLS NOT VERIFIED".into());
+    }
+    if let Some(ca) = &network.ca_file {
+        parts.push(format!("CA {}", ca.display()));
+    }
+    if network.client_cert.is_some() {
+        parts.push("client certificate".into());
+    }
+    for origin in &network.allowed_origins {
+        parts.push(format!("+{origin}"));
+    }
+    if parts.is_empty() {
+        "default".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 fn write_outcome(outcome: &ImportOutcome, out: &mut impl Write) -> Result<()> {
@@ -518,6 +783,13 @@ fn write_outcome(outcome: &ImportOutcome, out: &mut impl Write) -> Result<()> {
             let id = rejected.id.as_deref().unwrap_or("(no id)");
             writeln!(out, "  rejected {id}: {}", rejected.reason)?;
         }
+        if outcome.denied > 0 {
+            writeln!(
+                out,
+                "  requests denied by the egress policy: {}",
+                outcome.denied
+            )?;
+        }
         if r.rejected_count > 5 {
             writeln!(
                 out,
@@ -527,4 +799,90 @@ fn write_outcome(outcome: &ImportOutcome, out: &mut impl Write) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn credentials_options_make_one_kind_of_credentials() {
+        let parse = |args: &[&str]| {
+            let mut all = vec![
+                "taxii-host",
+                "config",
+                "add",
+                "f",
+                "--collection-url",
+                "https://h/c/",
+            ];
+            all.extend(args);
+            match Cli::try_parse_from(all).map(|cli| cli.command) {
+                Ok(Command::Config(ConfigCommand::Add(args))) => {
+                    args.auth().map_err(|e| e.to_string())
+                }
+                Ok(_) => unreachable!("config add parses as config add"),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        assert!(matches!(
+            parse(&["--username", "u", "--password-env", "P"]),
+            Ok(Auth::Basic { .. })
+        ));
+        assert!(matches!(
+            parse(&["--token-secret", "k"]),
+            Ok(Auth::Bearer { .. })
+        ));
+        assert!(matches!(
+            parse(&["--header", "X-API-Key", "--header-env", "K"]),
+            Ok(Auth::Header { .. })
+        ));
+        assert!(matches!(parse(&[]), Ok(Auth::None)));
+        assert!(parse(&["--username", "u"]).is_err());
+        assert!(parse(&["--password-env", "P"]).is_err());
+        assert!(
+            parse(&[
+                "--username",
+                "u",
+                "--password-env",
+                "P",
+                "--password-file",
+                "f"
+            ])
+            .is_err()
+        );
+        assert!(parse(&["--username", "u", "--password-env", "P", "--token-env", "T"]).is_err());
+        assert!(parse(&["--header", "X-API-Key"]).is_err());
+    }
+
+    #[test]
+    fn a_password_on_the_command_line_is_refused_without_echoing_it() {
+        let cli = Cli::try_parse_from([
+            "taxii-host",
+            "--data-dir",
+            "/nonexistent/never",
+            "config",
+            "add",
+            "f",
+            "--collection-url",
+            "https://h/c/",
+            "--username",
+            "u",
+            "--password",
+            "hunter2",
+        ]);
+        let message = match cli {
+            Ok(cli) => format!("{:#}", run(cli).unwrap_err()),
+            Err(e) => e.to_string(),
+        };
+        assert!(message.contains("--password-file"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
 }

@@ -20,7 +20,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The schema, as the steps that built it. `PRAGMA user_version` holds how
 /// many have been applied; a new column or table is a new step at the end,
 /// never an edit of an old one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE feeds (
     id              INTEGER PRIMARY KEY,
     tenant          TEXT NOT NULL,
@@ -69,7 +70,24 @@ CREATE TABLE runs (
     report       TEXT
 );
 CREATE INDEX runs_by_store ON runs (store_id, id);
-"#];
+"#,
+    // Credentials of any kind (Basic, bearer token, a custom header) and the
+    // network settings of a feed, each as one JSON document.
+    r#"
+ALTER TABLE feeds ADD COLUMN auth TEXT NOT NULL DEFAULT '{"kind":"none"}';
+ALTER TABLE feeds ADD COLUMN network TEXT NOT NULL DEFAULT '{}';
+UPDATE feeds SET auth = json_object(
+    'kind', 'basic',
+    'username', username,
+    'password', CASE WHEN password_env IS NOT NULL THEN 'env:' || password_env
+                     ELSE 'file:' || password_file END)
+WHERE username IS NOT NULL;
+ALTER TABLE feeds DROP COLUMN username;
+ALTER TABLE feeds DROP COLUMN password_env;
+ALTER TABLE feeds DROP COLUMN password_file;
+ALTER TABLE runs ADD COLUMN denied INTEGER NOT NULL DEFAULT 0;
+"#,
+];
 
 /// An open database.
 pub struct Database {

@@ -1,13 +1,16 @@
-//! Feed configurations: which collection each feed imports, and how.
+//! Feed configurations: which collection each feed imports, with which
+//! credentials, over which network.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use rusqlite::{OptionalExtension, Row, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use url::Url;
 
 use crate::db::Database;
-use crate::secret::PasswordSource;
+use crate::secret::SecretSource;
+use crate::tls::TlsOptions;
 
 /// The tenant used when none is given.
 pub const DEFAULT_TENANT: &str = "default";
@@ -15,7 +18,79 @@ pub const DEFAULT_TENANT: &str = "default";
 /// Longest feed or tenant name.
 const MAX_NAME_LEN: usize = 64;
 
-/// One feed configuration. Holds where the password is, never the password.
+/// How a feed authenticates. Holds where secrets are, never a secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Auth {
+    /// No credentials.
+    #[default]
+    None,
+    /// HTTP Basic.
+    Basic {
+        /// The username.
+        username: String,
+        /// Where the password is.
+        password: SecretSource,
+    },
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// Where the token is.
+        token: SecretSource,
+    },
+    /// A header of the server's choosing, such as `X-API-Key`.
+    Header {
+        /// The header's name.
+        name: String,
+        /// Where its value is.
+        value: SecretSource,
+    },
+}
+
+impl Auth {
+    /// A short description for listings: kind and source, never a secret.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::None => "none".into(),
+            Self::Basic { username, password } => format!("basic {username} ({password})"),
+            Self::Bearer { token } => format!("bearer ({token})"),
+            Self::Header { name, value } => format!("header {name} ({value})"),
+        }
+    }
+}
+
+/// What a feed's runs may reach, and how.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkOptions {
+    /// Origins besides the Collection URL's that runs may reach.
+    pub allowed_origins: Vec<String>,
+    /// Whether private, loopback and link-local addresses may be reached.
+    pub allow_private: bool,
+    /// Whether credentials may go over plain `http://` to another machine.
+    pub allow_insecure_auth: bool,
+    /// A CA bundle to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate to present (mTLS).
+    pub client_cert: Option<PathBuf>,
+    /// Its private key.
+    pub client_key: Option<PathBuf>,
+    /// Skip verifying the server's certificate.
+    pub insecure_skip_tls_verify: bool,
+}
+
+impl NetworkOptions {
+    /// The TLS part.
+    pub fn tls(&self) -> TlsOptions {
+        TlsOptions {
+            ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+            skip_verify: self.insecure_skip_tls_verify,
+        }
+    }
+}
+
+/// One feed configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Feed {
     /// The tenant the feed and its store belong to.
@@ -26,10 +101,10 @@ pub struct Feed {
     pub plugin: Option<PathBuf>,
     /// The TAXII Collection URL.
     pub collection_url: String,
-    /// The username for HTTP Basic authentication.
-    pub username: Option<String>,
-    /// Where the password is read from at each run.
-    pub password: Option<PasswordSource>,
+    /// Credentials.
+    pub auth: Auth,
+    /// Network and TLS settings.
+    pub network: NetworkOptions,
     /// Objects per page; `None` lets the plugin choose.
     pub page_size: Option<u32>,
     /// STIX types to import; empty means all.
@@ -55,40 +130,75 @@ pub fn check_name(kind: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// True when a host name or address is this machine.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl Feed {
     /// Checks what the host itself needs; the plugin checks the rest.
     pub fn check(&self) -> Result<()> {
         check_name("tenant", &self.tenant)?;
         check_name("feed", &self.name)?;
-        match (&self.username, &self.password) {
-            (Some(_), None) => bail!(
-                "feed {}: a username needs a password: add --password-env VAR or \
-                 --password-file PATH",
-                self.name
-            ),
-            (None, Some(_)) => bail!(
-                "feed {}: a password needs a username: add --username",
-                self.name
-            ),
-            _ => Ok(()),
+        let url = Url::parse(&self.collection_url).with_context(|| {
+            format!("the Collection URL {:?} is not a URL", self.collection_url)
+        })?;
+        let plain_remote = url.scheme() == "http" && !url.host_str().is_some_and(is_loopback_host);
+        if self.auth != Auth::None && plain_remote && !self.network.allow_insecure_auth {
+            bail!(
+                "feed {}: refusing to send credentials over plain http:// to {}: anyone on \
+                 the path could read them; use https://, or pass --allow-insecure-auth if \
+                 this network is trusted",
+                self.name,
+                url.host_str().unwrap_or_default()
+            );
         }
+        if let Auth::Header { name, .. } = &self.auth {
+            let ok = http::HeaderName::from_bytes(name.as_bytes()).is_ok();
+            if !ok || name.eq_ignore_ascii_case("host") {
+                bail!(
+                    "feed {}: {name:?} cannot be a credentials header",
+                    self.name
+                );
+            }
+        }
+        for origin in &self.network.allowed_origins {
+            let parsed = Url::parse(origin).ok().filter(|u| u.has_host());
+            if parsed.is_none() {
+                bail!(
+                    "feed {}: --allow-origin {origin:?} is not an origin: write it like \
+                     https://host:port",
+                    self.name
+                );
+            }
+        }
+        Ok(())
     }
 
     fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
-        let env: Option<String> = row.get("password_env")?;
-        let file: Option<String> = row.get("password_file")?;
-        let types: String = row.get("object_types")?;
+        fn json<T: serde::de::DeserializeOwned>(column: &str, text: String) -> rusqlite::Result<T> {
+            serde_json::from_str(&text).map_err(|e| {
+                let message = format!("feeds.{column} is not valid: {e}");
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    message.into(),
+                )
+            })
+        }
         Ok(Self {
             tenant: row.get("tenant")?,
             name: row.get("name")?,
             plugin: row.get::<_, Option<String>>("plugin")?.map(PathBuf::from),
             collection_url: row.get("collection_url")?,
-            username: row.get("username")?,
-            password: env
-                .map(PasswordSource::Env)
-                .or(file.map(|f| PasswordSource::File(f.into()))),
+            auth: json("auth", row.get("auth")?)?,
+            network: json("network", row.get("network")?)?,
             page_size: row.get("page_size")?,
-            object_types: serde_json::from_str(&types).unwrap_or_default(),
+            object_types: json("object_types", row.get("object_types")?)?,
             added_after: row.get("added_after")?,
         })
     }
@@ -104,28 +214,22 @@ impl Database {
                 feed.name
             );
         }
-        let (env, file) = match &feed.password {
-            Some(PasswordSource::Env(var)) => (Some(var.clone()), None),
-            Some(PasswordSource::File(path)) => (None, Some(path.display().to_string())),
-            None => (None, None),
-        };
         self.conn.execute(
-            "INSERT INTO feeds (tenant, name, plugin, collection_url, username, password_env,
-                                password_file, page_size, object_types, added_after, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+            "INSERT INTO feeds (tenant, name, plugin, collection_url, auth, network, page_size,
+                                object_types, added_after, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT (tenant, name) DO UPDATE SET
                 plugin = excluded.plugin, collection_url = excluded.collection_url,
-                username = excluded.username, password_env = excluded.password_env,
-                password_file = excluded.password_file, page_size = excluded.page_size,
-                object_types = excluded.object_types, added_after = excluded.added_after",
+                auth = excluded.auth, network = excluded.network,
+                page_size = excluded.page_size, object_types = excluded.object_types,
+                added_after = excluded.added_after",
             params![
                 feed.tenant,
                 feed.name,
                 feed.plugin.as_ref().map(|p| p.display().to_string()),
                 feed.collection_url,
-                feed.username,
-                env,
-                file,
+                serde_json::to_string(&feed.auth)?,
+                serde_json::to_string(&feed.network)?,
                 feed.page_size,
                 serde_json::to_string(&feed.object_types)?,
                 feed.added_after,
@@ -193,8 +297,14 @@ mod tests {
             name: name.into(),
             plugin: None,
             collection_url: "http://127.0.0.1:1/api/collections/c/".into(),
-            username: Some("alice".into()),
-            password: Some(PasswordSource::Env("PW".into())),
+            auth: Auth::Basic {
+                username: "alice".into(),
+                password: SecretSource::Env("PW".into()),
+            },
+            network: NetworkOptions {
+                allow_private: true,
+                ..NetworkOptions::default()
+            },
             page_size: Some(7),
             object_types: vec!["indicator".into()],
             added_after: None,
@@ -217,7 +327,7 @@ mod tests {
 
     #[test]
     fn refuses_names_that_cannot_name_a_store() {
-        for bad in ["", "a b", "../x", ".hidden", "x/y", &"n".repeat(65)] {
+        for bad in ["", "a b", "../x", ".hidden", "x/y", "a:b", &"n".repeat(65)] {
             assert!(check_name("feed", bad).is_err(), "{bad:?}");
         }
         check_name("feed", "ATT&CK").unwrap_err();
@@ -225,12 +335,24 @@ mod tests {
     }
 
     #[test]
-    fn a_username_needs_a_password_and_the_other_way_round() {
-        let mut no_password = feed("a");
-        no_password.password = None;
-        assert!(no_password.check().is_err());
-        let mut no_user = feed("a");
-        no_user.username = None;
-        assert!(no_user.check().is_err());
+    fn refuses_credentials_over_plain_http_to_another_machine() {
+        let mut remote = feed("a");
+        remote.collection_url = "http://taxii.example/api/collections/c/".into();
+        let message = remote.check().unwrap_err().to_string();
+        assert!(message.contains("--allow-insecure-auth"), "{message}");
+        remote.network.allow_insecure_auth = true;
+        remote.check().unwrap();
+        remote.network.allow_insecure_auth = false;
+        remote.auth = Auth::None;
+        remote.check().unwrap();
+        feed("local").check().unwrap();
+    }
+
+    #[test]
+    fn descriptions_name_sources_not_secrets() {
+        let auth = Auth::Bearer {
+            token: SecretSource::File("/run/token".into()),
+        };
+        assert_eq!(auth.describe(), "bearer (file /run/token)");
     }
 }

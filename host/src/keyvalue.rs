@@ -1,8 +1,11 @@
 //! `wasi:keyvalue` (store and batch) over the event store.
 //!
-//! A run's plugin sees one bucket: its feed's store. It opens it by the
-//! identifier `""`; any other identifier is `no-such-store`, so no name a
-//! plugin can pass reaches another store. `set-many` is one transaction.
+//! A run's plugin sees its own feed's buckets only. The identifier `""` is
+//! the feed's event store; any other identifier `x` names a bucket of the
+//! feed's own, kept as the store `{feed}:{x}` of the feed's tenant. Feed
+//! names cannot contain `:` and identifiers must be plain names, so no
+//! identifier a plugin can pass reaches another feed's or another tenant's
+//! data. `set-many` is one transaction.
 //!
 //! Database failures are returned to the plugin as `error::other`; misuse
 //! of a resource handle traps.
@@ -12,6 +15,7 @@ use wasmtime::component::{HasData, Resource, ResourceTable};
 
 use crate::bindings::wasi::keyvalue::{batch, store};
 use crate::db::Database;
+use crate::store::StoreRef;
 
 /// Keys returned per `list-keys` call.
 const LIST_KEYS_PAGE: u32 = 1000;
@@ -25,24 +29,46 @@ pub struct Bucket {
 /// What one run may touch of the event store.
 pub struct BucketAccess {
     db: Option<Database>,
-    store_id: i64,
+    store: Option<StoreRef>,
 }
 
 impl BucketAccess {
-    /// Access to one store through its own database connection.
-    pub fn new(db: Database, store_id: i64) -> Self {
+    /// Access to a feed's store (and buckets of its own) through a database
+    /// connection of the run's own.
+    pub fn new(db: Database, store: StoreRef) -> Self {
         Self {
             db: Some(db),
-            store_id,
+            store: Some(store),
         }
     }
 
-    /// No store at all: opening the bucket is `access-denied`.
+    /// No store at all: opening a bucket is `access-denied`.
     pub fn none() -> Self {
         Self {
             db: None,
-            store_id: 0,
+            store: None,
         }
+    }
+
+    /// The store an identifier names, if the plugin may have it.
+    fn resolve(&self, identifier: &str) -> Result<Option<i64>> {
+        let (Some(db), Some(store)) = (&self.db, &self.store) else {
+            return Ok(None);
+        };
+        if identifier.is_empty() {
+            return Ok(Some(store.id));
+        }
+        if crate::feeds::check_name("bucket", identifier).is_err() {
+            tracing::warn!(
+                feed = %store.name, identifier,
+                "the plugin asked for a bucket by a name it may not use"
+            );
+            return Ok(None);
+        }
+        let name = format!("{}:{identifier}", store.name);
+        Ok(Some(
+            db.ensure_store(&store.tenant, &name, &store.plugin)?.id,
+        ))
     }
 }
 
@@ -86,16 +112,11 @@ impl KeyValue<'_> {
 
 impl store::Host for KeyValue<'_> {
     fn open(&mut self, identifier: String) -> Answer<Resource<Bucket>> {
-        if !identifier.is_empty() {
-            return Ok(Err(store::Error::NoSuchStore));
+        match self.access.resolve(&identifier) {
+            Ok(Some(store_id)) => Ok(Ok(self.table.push(Bucket { store_id })?)),
+            Ok(None) => Ok(Err(store::Error::AccessDenied)),
+            Err(e) => answer(Err(e)),
         }
-        if self.access.db.is_none() {
-            return Ok(Err(store::Error::AccessDenied));
-        }
-        let bucket = Bucket {
-            store_id: self.access.store_id,
-        };
-        Ok(Ok(self.table.push(bucket)?))
     }
 }
 

@@ -16,6 +16,8 @@ pub mod directive;
 pub mod engine;
 pub mod feeds;
 pub mod keyvalue;
+pub mod limits;
+pub mod outgoing;
 pub mod policy;
 pub mod retrieve;
 pub mod runner;
@@ -23,6 +25,7 @@ pub mod runs;
 pub mod secret;
 pub mod state;
 pub mod store;
+pub mod tls;
 
 /// The current time as RFC 3339 with microseconds, as stored everywhere.
 pub fn now_rfc3339() -> String {

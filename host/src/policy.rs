@@ -1,18 +1,24 @@
 //! What a run may send over HTTP, enforced in the `wasi:http` hook.
 //!
-//! - A run may reach only its feed's origin: the scheme, host and port of
-//!   the feed's Collection URL. Anything else is refused with
-//!   `HttpRequestDenied`, which the plugin reports as `denied`.
-//! - The host adds the feed's credentials (HTTP Basic) to requests for that
-//!   origin. The plugin never sees them, and may not set `Authorization`
-//!   itself: the header is forbidden to it.
+//! - A run may reach its feed's origin (the scheme, host and port of the
+//!   Collection URL) and the origins its operator added to the feed; any
+//!   other request is refused with `HttpRequestDenied`, logged, and counted.
+//!   Redirects are requests like any other: a plugin that follows one asks
+//!   again, and the same rule applies.
+//! - Addresses are checked after resolution (see [`crate::outgoing`]):
+//!   private, loopback and link-local ones only for feeds allowed them.
+//! - The host adds the feed's credentials to requests for the feed's own
+//!   origin only. Plugins never see them and may not set `Authorization`,
+//!   `Proxy-Authorization` or `Cookie` themselves.
+//! - A run sends at most [`RunLimits::requests`] requests.
 //! - GET and HEAD go out with an empty body whatever the plugin wrote to
 //!   it: hyper announces such requests as bodyless and closes the body
 //!   stream early, which some clients see as a reset.
 //!   See: https://github.com/bytecodealliance/wasmtime/issues/9653
+//!
+//! [`RunLimits::requests`]: crate::limits::RunLimits::requests
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -25,6 +31,8 @@ use wasmtime_wasi_http::{
     WasiHttpHooks,
 };
 
+use crate::limits::{LimitHit, RunWatch};
+use crate::outgoing::{ConnectionFuture, Sender};
 use crate::secret::Secret;
 
 /// A scheme, host and port.
@@ -40,7 +48,10 @@ impl Origin {
     pub fn of_url(url: &Url) -> Option<Self> {
         Some(Self {
             scheme: url.scheme().to_ascii_lowercase(),
-            host: url.host_str()?.to_ascii_lowercase(),
+            host: url
+                .host_str()?
+                .trim_matches(['[', ']'])
+                .to_ascii_lowercase(),
             port: url.port_or_known_default()?,
         })
     }
@@ -64,40 +75,71 @@ impl std::fmt::Display for Origin {
     }
 }
 
-/// A username and password for HTTP Basic authentication.
+/// A credentials header the host adds for the feed's origin.
 #[derive(Debug, Clone)]
-pub struct Credentials {
-    /// The username.
-    pub username: String,
-    /// The password.
-    pub password: Secret,
+pub struct Credential {
+    name: HeaderName,
+    value: Secret,
 }
 
-impl Credentials {
-    fn header(&self) -> Option<HeaderValue> {
-        let pair = format!("{}:{}", self.username, self.password.expose());
+impl Credential {
+    /// HTTP Basic.
+    pub fn basic(username: &str, password: &Secret) -> Self {
+        let pair = format!("{username}:{}", password.expose());
         let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
-        let mut value = HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
+        Self {
+            name: AUTHORIZATION,
+            value: Secret::new(format!("Basic {encoded}")),
+        }
+    }
+
+    /// `Authorization: Bearer`.
+    pub fn bearer(token: &Secret) -> Self {
+        Self {
+            name: AUTHORIZATION,
+            value: Secret::new(format!("Bearer {}", token.expose())),
+        }
+    }
+
+    /// A header of the server's choosing.
+    pub fn header(name: &str, value: Secret) -> anyhow::Result<Self> {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| anyhow::anyhow!("{name:?} is not a header name"))?;
+        Ok(Self { name, value })
+    }
+
+    fn header_value(&self) -> Option<HeaderValue> {
+        let mut value = HeaderValue::from_str(self.value.expose()).ok()?;
         value.set_sensitive(true);
         Some(value)
     }
 }
 
 /// The policy of one run.
-#[derive(Debug)]
 pub struct OutgoingPolicy {
-    origin: Option<Origin>,
-    credentials: Option<Credentials>,
-    denied: Arc<AtomicU64>,
+    /// The feed's origin first, then the operator's additions.
+    allowed: Vec<Origin>,
+    credential: Option<Credential>,
+    sender: Option<Arc<Sender>>,
+    watch: Arc<RunWatch>,
+    request_limit: u64,
 }
 
 impl OutgoingPolicy {
-    /// Requests may go to `origin` only; `credentials` are added to them.
-    pub fn new(origin: Origin, credentials: Option<Credentials>) -> Self {
+    /// Requests may go to `allowed` (the feed's origin first) through
+    /// `sender`; `credential` is added for the feed's origin.
+    pub fn new(
+        allowed: Vec<Origin>,
+        credential: Option<Credential>,
+        sender: Arc<Sender>,
+        request_limit: u64,
+    ) -> Self {
         Self {
-            origin: Some(origin),
-            credentials,
-            denied: Arc::default(),
+            allowed,
+            credential,
+            watch: sender.watch.clone(),
+            sender: Some(sender),
+            request_limit,
         }
     }
 
@@ -105,19 +147,21 @@ impl OutgoingPolicy {
     /// `validate-config`, which need no network).
     pub fn deny_all() -> Self {
         Self {
-            origin: None,
-            credentials: None,
-            denied: Arc::default(),
+            allowed: Vec::new(),
+            credential: None,
+            sender: None,
+            watch: Arc::default(),
+            request_limit: 0,
         }
     }
 
-    /// Counts the requests refused so far.
-    pub fn denied_counter(&self) -> Arc<AtomicU64> {
-        self.denied.clone()
+    fn allows(&self, origin: Option<&Origin>) -> bool {
+        origin.is_some_and(|o| self.allowed.contains(o))
     }
 
-    fn allows(&self, uri: &Uri) -> bool {
-        Origin::of_uri(uri).is_some_and(|o| Some(o) == self.origin)
+    fn deny(&self, body: WasiBody) -> Box<dyn Future<Output = SendResult> + Send> {
+        drain(body);
+        Box::new(async { Err(Error::HttpRequestDenied) })
     }
 }
 
@@ -136,8 +180,7 @@ fn drain(body: WasiBody) {
     });
 }
 
-type ResponseFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
-type SendResult = wasmtime_wasi_http::Result<(http::Response<WasiBody>, ResponseFuture)>;
+type SendResult = wasmtime_wasi_http::Result<(http::Response<WasiBody>, ConnectionFuture)>;
 
 impl WasiHttpHooks for OutgoingPolicy {
     fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
@@ -148,20 +191,31 @@ impl WasiHttpHooks for OutgoingPolicy {
         &mut self,
         request: Request<WasiBody>,
         options: Option<RequestOptions>,
-        _fut: ResponseFuture,
+        _fut: ConnectionFuture,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let (mut parts, body) = request.into_parts();
-        if !self.allows(&parts.uri) {
-            self.denied.fetch_add(1, Ordering::Relaxed);
-            let target = Origin::of_uri(&parts.uri)
-                .map_or_else(|| "an unparsable URI".to_string(), |o| o.to_string());
-            let allowed = self.origin.as_ref().map(Origin::to_string);
-            tracing::warn!(%target, ?allowed, "request denied by the egress policy");
-            drain(body);
-            return Box::new(async { Err(Error::HttpRequestDenied) });
+        let origin = Origin::of_uri(&parts.uri);
+        let (Some(sender), true) = (&self.sender, self.allows(origin.as_ref())) else {
+            self.watch.deny();
+            let target = origin.map_or_else(|| "an unparsable URI".into(), |o| o.to_string());
+            let allowed: Vec<String> = self.allowed.iter().map(Origin::to_string).collect();
+            tracing::warn!(%target, ?allowed, "request denied: not an origin this feed may reach");
+            return self.deny(body);
+        };
+        if self.watch.count_request() > self.request_limit {
+            self.watch.hit(LimitHit::Requests(self.request_limit));
+            tracing::warn!(
+                limit = self.request_limit,
+                "request denied: the run's request limit"
+            );
+            return self.deny(body);
         }
-        if let Some(value) = self.credentials.as_ref().and_then(Credentials::header) {
-            parts.headers.insert(AUTHORIZATION, value);
+        let sender = sender.clone();
+        let feed_origin = origin.as_ref() == self.allowed.first();
+        if let Some(credential) = self.credential.as_ref().filter(|_| feed_origin)
+            && let Some(value) = credential.header_value()
+        {
+            parts.headers.insert(credential.name.clone(), value);
         }
         let body = if parts.method == Method::GET || parts.method == Method::HEAD {
             drain(body);
@@ -172,13 +226,7 @@ impl WasiHttpHooks for OutgoingPolicy {
             body
         };
         let request = Request::from_parts(parts, body);
-        Box::new(async move {
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as ResponseFuture,
-            ))
-        })
+        Box::new(async move { sender.send(request, options).await })
     }
 }
 
@@ -190,27 +238,44 @@ mod tests {
         Origin::of_url(&Url::parse(url).unwrap()).unwrap()
     }
 
-    #[test]
-    fn origins_compare_scheme_host_and_port() {
-        let policy = OutgoingPolicy::new(origin("http://Feed.example:80/api/"), None);
-        let allowed = |uri: &str| policy.allows(&uri.parse().unwrap());
-        assert!(allowed("http://feed.example/api/collections/x/objects/"));
-        assert!(allowed("http://feed.example:80/other"));
-        assert!(!allowed("https://feed.example/api/"));
-        assert!(!allowed("http://feed.example:8080/api/"));
-        assert!(!allowed("http://evil.example/api/"));
-        assert!(!allowed("/relative"));
+    fn allowed(policy: &OutgoingPolicy, uri: &str) -> bool {
+        policy.allows(Origin::of_uri(&uri.parse().unwrap()).as_ref())
     }
 
     #[test]
-    fn credentials_become_a_sensitive_basic_header() {
-        let credentials = Credentials {
-            username: "alice".into(),
-            password: Secret::new("pw".into()),
-        };
-        let value = credentials.header().unwrap();
+    fn origins_compare_scheme_host_and_port() {
+        let mut policy = OutgoingPolicy::deny_all();
+        policy.allowed = vec![
+            origin("http://Feed.example:80/api/"),
+            origin("https://mirror.example"),
+        ];
+        assert!(allowed(
+            &policy,
+            "http://feed.example/api/collections/x/objects/"
+        ));
+        assert!(allowed(&policy, "http://feed.example:80/other"));
+        assert!(allowed(&policy, "https://mirror.example:443/x"));
+        assert!(!allowed(&policy, "https://feed.example/api/"));
+        assert!(!allowed(&policy, "http://feed.example:8080/api/"));
+        assert!(!allowed(&policy, "http://evil.example/api/"));
+        assert!(!allowed(&policy, "/relative"));
+        assert!(!allowed(
+            &OutgoingPolicy::deny_all(),
+            "http://feed.example/"
+        ));
+    }
+
+    #[test]
+    fn credentials_become_sensitive_headers() {
+        let basic = Credential::basic("alice", &Secret::new("pw".into()));
+        let value = basic.header_value().unwrap();
         assert_eq!(value, "Basic YWxpY2U6cHc=");
         assert!(value.is_sensitive());
+        let bearer = Credential::bearer(&Secret::new("tok".into()));
+        assert_eq!(bearer.header_value().unwrap(), "Bearer tok");
+        let key = Credential::header("X-API-Key", Secret::new("k".into())).unwrap();
+        assert_eq!(key.name, "x-api-key");
+        assert!(format!("{key:?}").contains("redacted"));
     }
 
     #[test]

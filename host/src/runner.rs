@@ -1,38 +1,48 @@
 //! One import run: load the feed's plugin, give it a sandbox that reaches
-//! only the feed's origin and bucket, call `import-any-intel`, and record
-//! the run.
+//! only the feed's origins and buckets within the run's limits, call
+//! `import-any-intel`, and record the run.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use url::Url;
-use wasmtime::Store;
+use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::FeedPluginPre;
 use crate::bindings::types::{self, ImportError, RunReport};
 use crate::db::Database;
 use crate::engine::{EPOCH_TICK, PluginEngine, PluginSource};
-use crate::feeds::Feed;
+use crate::feeds::{Auth, Feed};
 use crate::keyvalue::BucketAccess;
-use crate::policy::{Credentials, Origin, OutgoingPolicy};
+use crate::limits::{CpuMeter, LimitHit, MemoryLimiter, RunLimits, RunWatch};
+use crate::outgoing::{Sender, Timeouts};
+use crate::policy::{Credential, Origin, OutgoingPolicy};
 use crate::runs::{RunCounts, RunEnd, RunStatus};
 use crate::state::RunState;
 use crate::store::StoreRef;
 
-/// Longest a run may take by default.
-pub const DEFAULT_RUN_DEADLINE: Duration = Duration::from_secs(2 * 60 * 60);
-
 /// Longest `describe` or `validate-config` may take.
 const OFFLINE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How runs are made.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// Show the plugin's stderr (its panic messages).
+    pub guest_stderr: bool,
+    /// The limits of each run.
+    pub limits: RunLimits,
+    /// The host's secrets file, for `secret:KEY` sources.
+    pub secrets_file: PathBuf,
+}
 
 /// Runs imports.
 pub struct Runner {
     engine: PluginEngine,
     data_dir: PathBuf,
-    guest_stderr: bool,
-    deadline: Duration,
+    options: RunnerOptions,
 }
 
 /// How one import ended.
@@ -48,6 +58,8 @@ pub struct ImportOutcome {
     pub status: RunStatus,
     /// What the run did (on failure: what it committed before failing).
     pub report: Option<RunReport>,
+    /// Requests the host refused to send for the run.
+    pub denied: u64,
     /// Why it failed.
     pub error: Option<RunFailure>,
 }
@@ -55,7 +67,7 @@ pub struct ImportOutcome {
 /// Why a run failed, and what to do about it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunFailure {
-    /// A stable name for the cause, such as `unauthorized`.
+    /// A stable name for the cause, such as `unauthorized` or `limit`.
     pub kind: String,
     /// What happened.
     pub message: String,
@@ -63,14 +75,16 @@ pub struct RunFailure {
     pub fix: String,
 }
 
+/// What a plugin call gave back.
+type CallResult = Result<Result<RunReport, types::ImportFailure>>;
+
 impl Runner {
     /// A runner over the stores in `data_dir`.
-    pub fn new(engine: PluginEngine, data_dir: PathBuf, guest_stderr: bool) -> Self {
+    pub fn new(engine: PluginEngine, data_dir: PathBuf, options: RunnerOptions) -> Self {
         Self {
             engine,
             data_dir,
-            guest_stderr,
-            deadline: DEFAULT_RUN_DEADLINE,
+            options,
         }
     }
 
@@ -87,20 +101,31 @@ impl Runner {
         let store = db.ensure_store(&feed.tenant, &feed.name, &plugin_label(&source))?;
         let run_id = db.begin_run(&store)?;
         tracing::info!(feed = %feed.name, url = %feed.collection_url, "import started");
-        let (report, error) = match self.run(&pre, feed, &store).await {
-            Ok(Ok(report)) => (Some(report), None),
-            Ok(Err(failure)) => {
+        let watch = Arc::new(RunWatch::default());
+        let result = self.run(&pre, feed, &store, &watch).await;
+        let (report, error) = match (result, watch.limit_hit()) {
+            (Ok(Ok(report)), None) => (Some(report), None),
+            (Ok(Ok(report)), Some(hit)) => (Some(report), Some(limit_failure(feed, hit))),
+            (Ok(Err(failure)), None) => {
                 let error = explain(&failure.error, feed);
                 (Some(failure.progress), Some(error))
             }
-            Err(host) => (None, Some(host_failure(&host))),
+            (Ok(Err(failure)), Some(hit)) => {
+                (Some(failure.progress), Some(limit_failure(feed, hit)))
+            }
+            (Err(_), Some(hit)) => (None, Some(limit_failure(feed, hit))),
+            (Err(host), None) => (None, Some(host_failure(&host))),
         };
         let status = match (&report, &error) {
             (_, Some(_)) => RunStatus::Failed,
             (Some(r), None) if !r.complete => RunStatus::Partial,
             _ => RunStatus::Ok,
         };
-        db.finish_run(run_id, &run_end(status, report.as_ref(), error.as_ref()))?;
+        let denied = watch.denied();
+        db.finish_run(
+            run_id,
+            &run_end(status, report.as_ref(), error.as_ref(), denied),
+        )?;
         log_outcome(feed, report.as_ref(), error.as_ref());
         Ok(ImportOutcome {
             feed: feed.name.clone(),
@@ -108,6 +133,7 @@ impl Runner {
             run_id,
             status,
             report,
+            denied,
             error,
         })
     }
@@ -129,7 +155,7 @@ impl Runner {
         let (plugin, mut wasm) = self.offline_instance(&source).await?;
         let verdict = plugin
             .taxii_feed_importer()
-            .call_validate_config(&mut wasm, &wit_config(feed))
+            .call_validate_config(&mut wasm, &wit_config(feed, self.options.limits.pages))
             .await
             .map_err(anyhow::Error::from)?;
         Ok(verdict
@@ -146,8 +172,16 @@ impl Runner {
         source: &PluginSource,
     ) -> Result<(crate::bindings::FeedPlugin, Store<RunState>)> {
         let pre = self.engine.load(source)?;
-        let state = RunState::new(OutgoingPolicy::deny_all(), BucketAccess::none(), false);
+        let watch = Arc::new(RunWatch::default());
+        let limiter = MemoryLimiter::new(self.options.limits.memory_bytes, watch);
+        let state = RunState::new(
+            OutgoingPolicy::deny_all(),
+            BucketAccess::none(),
+            limiter,
+            false,
+        );
         let mut wasm = Store::new(self.engine.engine(), state);
+        wasm.limiter(|state| &mut state.limiter);
         wasm.set_epoch_deadline(ticks(OFFLINE_DEADLINE));
         let plugin = pre
             .instantiate_async(&mut wasm)
@@ -156,51 +190,115 @@ impl Runner {
         Ok((plugin, wasm))
     }
 
+    /// Runs the plugin within the run's limits; `watch` learns what the
+    /// host saw.
     async fn run(
         &self,
         pre: &FeedPluginPre<RunState>,
         feed: &Feed,
         store: &StoreRef,
-    ) -> Result<Result<RunReport, types::ImportFailure>> {
-        let credentials = match (&feed.username, &feed.password) {
-            (Some(username), Some(source)) => Some(Credentials {
-                username: username.clone(),
-                password: source.read()?,
-            }),
-            _ => None,
+        watch: &Arc<RunWatch>,
+    ) -> CallResult {
+        let limits = self.options.limits;
+        let mut wasm = self.sandbox(feed, store, watch)?;
+        let deadline = Instant::now() + limits.run_time;
+        let mut meter = CpuMeter::new(limits.cpu, EPOCH_TICK, deadline);
+        let meter_watch = watch.clone();
+        wasm.set_epoch_deadline(1);
+        wasm.epoch_deadline_callback(move |_| match meter.tick(&limits, &meter_watch) {
+            // Yielding at each tick lets other runs share the thread.
+            Ok(()) => Ok(UpdateDeadline::Yield(1)),
+            Err(hit) => Err(wasmtime::format_err!("stopped by {hit}")),
+        });
+        let config = wit_config(feed, limits.pages);
+        let call = async {
+            let plugin = pre
+                .instantiate_async(&mut wasm)
+                .await
+                .map_err(anyhow::Error::from)?;
+            plugin
+                .taxii_feed_importer()
+                .call_import_any_intel(&mut wasm, &config)
+                .await
+                .map_err(anyhow::Error::from)
         };
-        let url = Url::parse(&feed.collection_url).with_context(|| {
-            format!("the Collection URL {:?} is not a URL", feed.collection_url)
-        })?;
-        let origin = Origin::of_url(&url)
-            .with_context(|| format!("the Collection URL {url} has no host and port"))?;
-        let policy = OutgoingPolicy::new(origin, credentials);
-        let bucket = BucketAccess::new(Database::open(&self.data_dir)?, store.id);
-        let state = RunState::new(policy, bucket, self.guest_stderr);
+        match tokio::time::timeout(limits.run_time, call).await {
+            Ok(result) => result,
+            Err(_) => {
+                watch.hit(LimitHit::RunTime(limits.run_time));
+                Err(anyhow::anyhow!(
+                    "stopped by {}",
+                    LimitHit::RunTime(limits.run_time)
+                ))
+            }
+        }
+    }
+
+    /// A store for one run: its HTTP policy, credentials, bucket and limits.
+    fn sandbox(
+        &self,
+        feed: &Feed,
+        store: &StoreRef,
+        watch: &Arc<RunWatch>,
+    ) -> Result<Store<RunState>> {
+        feed.check()?;
+        let limits = self.options.limits;
+        let credential = credential(&feed.auth, &self.options.secrets_file)?;
+        let mut allowed = vec![origin(&feed.collection_url)?];
+        for extra in &feed.network.allowed_origins {
+            allowed.push(origin(extra)?);
+        }
+        if feed.network.insecure_skip_tls_verify {
+            tracing::warn!(
+                feed = %feed.name,
+                "TLS certificate verification is OFF for this feed: anyone on the path \
+                 can impersonate the server (config add --insecure-skip-tls-verify)"
+            );
+        }
+        let sender = Arc::new(Sender {
+            tls: crate::tls::client_config(&feed.network.tls())
+                .with_context(|| format!("feed {}: TLS settings", feed.name))?,
+            allow_private: feed.network.allow_private,
+            response_bytes: limits.response_bytes,
+            timeouts: Timeouts::default(),
+            watch: watch.clone(),
+        });
+        let policy = OutgoingPolicy::new(allowed, credential, sender, limits.requests());
+        let bucket = BucketAccess::new(Database::open(&self.data_dir)?, store.clone());
+        let limiter = MemoryLimiter::new(limits.memory_bytes, watch.clone());
+        let state = RunState::new(policy, bucket, limiter, self.options.guest_stderr);
         let mut wasm = Store::new(self.engine.engine(), state);
-        wasm.set_epoch_deadline(ticks(self.deadline));
-        let plugin = pre
-            .instantiate_async(&mut wasm)
-            .await
-            .map_err(anyhow::Error::from)?;
-        let config = wit_config(feed);
-        plugin
-            .taxii_feed_importer()
-            .call_import_any_intel(&mut wasm, &config)
-            .await
-            .map_err(anyhow::Error::from)
+        wasm.limiter(|state| &mut state.limiter);
+        Ok(wasm)
     }
 }
 
+fn origin(url: &str) -> Result<Origin> {
+    let parsed = Url::parse(url).with_context(|| format!("{url:?} is not a URL"))?;
+    Origin::of_url(&parsed).with_context(|| format!("{url} has no host and port"))
+}
+
+/// The credentials header for a feed, with the secret read now.
+fn credential(auth: &Auth, secrets_file: &Path) -> Result<Option<Credential>> {
+    Ok(match auth {
+        Auth::None => None,
+        Auth::Basic { username, password } => {
+            Some(Credential::basic(username, &password.read(secrets_file)?))
+        }
+        Auth::Bearer { token } => Some(Credential::bearer(&token.read(secrets_file)?)),
+        Auth::Header { name, value } => Some(Credential::header(name, value.read(secrets_file)?)?),
+    })
+}
+
 /// The feed as the plugin sees it: no credentials.
-pub fn wit_config(feed: &Feed) -> types::FeedConfig {
+pub fn wit_config(feed: &Feed, max_pages: u32) -> types::FeedConfig {
     types::FeedConfig {
         name: feed.name.clone(),
         collection_url: feed.collection_url.clone(),
         page_size: feed.page_size,
         object_types: feed.object_types.clone(),
         added_after: feed.added_after.clone(),
-        max_pages: None,
+        max_pages: Some(max_pages),
     }
 }
 
@@ -215,8 +313,14 @@ fn plugin_label(source: &PluginSource) -> String {
     }
 }
 
-fn run_end(status: RunStatus, report: Option<&RunReport>, error: Option<&RunFailure>) -> RunEnd {
+fn run_end(
+    status: RunStatus,
+    report: Option<&RunReport>,
+    error: Option<&RunFailure>,
+    denied: u64,
+) -> RunEnd {
     RunEnd {
+        denied,
         status,
         counts: report.map(counts).unwrap_or_default(),
         cursor: report.and_then(|r| r.cursor.clone()),
@@ -258,6 +362,21 @@ fn log_outcome(feed: &Feed, report: Option<&RunReport>, error: Option<&RunFailur
     }
 }
 
+/// A run stopped by one of its limits.
+fn limit_failure(feed: &Feed, hit: LimitHit) -> RunFailure {
+    RunFailure {
+        kind: "limit".into(),
+        message: format!(
+            "feed {}: the run was stopped by {hit}; pages committed before it are kept",
+            feed.name
+        ),
+        fix: format!(
+            "if this feed needs more, raise the limit with {} (see `taxii-host import --help`)",
+            hit.flag()
+        ),
+    }
+}
+
 /// A failure of the host itself (configuration, plugin trap, database).
 fn host_failure(error: &anyhow::Error) -> RunFailure {
     let trapped = error.downcast_ref::<wasmtime::Trap>().is_some();
@@ -287,13 +406,20 @@ pub fn explain(error: &ImportError, feed: &Feed) -> RunFailure {
         ImportError::Unauthorized(m) => (
             "unauthorized",
             m,
-            match (&feed.username, &feed.password) {
-                (Some(user), Some(source)) => format!(
-                    "check the username {user:?} and the password in the {source}; change them with {change}"
+            match &feed.auth {
+                Auth::Basic { username, password } => format!(
+                    "check the username {username:?} and the password in the {password}; \
+                     change them with {change}"
                 ),
-                _ => format!(
-                    "the server wants credentials: give the feed --username and \
-                     --password-file (or --password-env) with {change}"
+                Auth::Bearer { token } => {
+                    format!("check the token in the {token}; change it with {change}")
+                }
+                Auth::Header { name, value } => {
+                    format!("check the {name} value in the {value}; change it with {change}")
+                }
+                Auth::None => format!(
+                    "the server wants credentials: give the feed --username and a \
+                     --password-* option (or a token) with {change}"
                 ),
             },
         ),

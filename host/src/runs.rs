@@ -83,6 +83,8 @@ pub struct RunRecord {
     pub counts: RunCounts,
     /// The cursor it left.
     pub cursor: Option<String>,
+    /// Requests the host refused.
+    pub denied: u64,
     /// The kind of failure, for example `unauthorized`.
     pub error_kind: Option<String>,
     /// The failure, with its fix.
@@ -92,6 +94,8 @@ pub struct RunRecord {
 /// How a run ended, to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunEnd {
+    /// Requests the host refused.
+    pub denied: u64,
     /// The final status.
     pub status: RunStatus,
     /// What it did.
@@ -121,6 +125,7 @@ impl RunRecord {
                 rejected: row.get("rejected")?,
             },
             cursor: row.get("cursor")?,
+            denied: row.get("denied")?,
             error_kind: row.get("error_kind")?,
             error: row.get("error")?,
         })
@@ -148,7 +153,7 @@ impl Database {
         self.conn.execute(
             "UPDATE runs SET finished_at = ?2, status = ?3, pages = ?4, received = ?5,
                 stored = ?6, duplicates = ?7, rejected = ?8, cursor = ?9, error_kind = ?10,
-                error = ?11, report = ?12
+                error = ?11, report = ?12, denied = ?13
              WHERE id = ?1",
             params![
                 run_id,
@@ -163,6 +168,7 @@ impl Database {
                 end.error_kind,
                 end.error,
                 end.report,
+                end.denied,
             ],
         )?;
         Ok(())

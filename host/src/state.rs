@@ -6,6 +6,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::keyvalue::{BucketAccess, KeyValue};
+use crate::limits::MemoryLimiter;
 use crate::policy::OutgoingPolicy;
 
 /// What a run's `Store` holds.
@@ -15,12 +16,19 @@ pub struct RunState {
     table: ResourceTable,
     policy: OutgoingPolicy,
     bucket: BucketAccess,
+    /// Caps the plugin's memory; the store's limiter.
+    pub limiter: MemoryLimiter,
 }
 
 impl RunState {
     /// A run that may send what `policy` allows and touch only `bucket`.
     /// With `guest_stderr`, the plugin's stderr (panic messages) is shown.
-    pub fn new(policy: OutgoingPolicy, bucket: BucketAccess, guest_stderr: bool) -> Self {
+    pub fn new(
+        policy: OutgoingPolicy,
+        bucket: BucketAccess,
+        limiter: MemoryLimiter,
+        guest_stderr: bool,
+    ) -> Self {
         let mut wasi = WasiCtx::builder();
         if guest_stderr {
             wasi.inherit_stderr();
@@ -31,6 +39,7 @@ impl RunState {
             table: ResourceTable::new(),
             policy,
             bucket,
+            limiter,
         }
     }
 

@@ -93,10 +93,12 @@ impl Database {
         Ok(names)
     }
 
-    /// Every store of a tenant.
+    /// Every event store of a tenant (not the buckets plugins keep for
+    /// themselves, whose names hold a `:`).
     pub fn stores(&self, tenant: &str) -> Result<Vec<StoreRef>> {
         self.store_names(tenant)?
             .iter()
+            .filter(|name| !name.contains(':'))
             .map(|name| self.require_store(tenant, name))
             .collect()
     }

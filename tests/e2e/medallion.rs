@@ -99,6 +99,7 @@ fn a_page_size_of_7_gives_the_same_store_as_100() {
             &server.password_file().display().to_string(),
             "--page-size",
             size,
+            "--allow-private",
         ]);
         host.import_ok("feed");
     }
@@ -112,7 +113,7 @@ fn a_wrong_password_is_unauthorized_and_stores_nothing() {
     let server = Medallion::start(&main_batch()).unwrap();
     let host = Host::new();
     let wrong = host.data_dir.path().join("wrong-password");
-    std::fs::write(&wrong, "not-the-password").unwrap();
+    taxii_feed_tests::write_private(&wrong, "not-the-password");
     host.add_feed("feed", server.collection("intel"), &server.user, &wrong);
 
     let run = host.run(["import", "feed"]);

@@ -24,8 +24,8 @@ pub fn host_binary() -> PathBuf {
     let path = profile_dir.join("taxii-host");
     assert!(
         path.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` (or build it \
-         with `cargo build -p taxii-host`)",
+        "{} is missing: the end-to-end tests are tests of the host package, which \
+         builds it (`cargo test -p taxii-host`)",
         path.display()
     );
     path
@@ -116,7 +116,7 @@ impl Host {
         run.stdout
     }
 
-    /// Adds a feed with a password file.
+    /// Adds a feed with a password file, allowed to reach this machine.
     pub fn add_feed(&self, name: &str, url: &str, user: &str, password_file: &std::path::Path) {
         self.ok([
             "config",
@@ -128,6 +128,7 @@ impl Host {
             user,
             "--password-file",
             &password_file.display().to_string(),
+            "--allow-private",
         ]);
     }
 

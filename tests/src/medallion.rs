@@ -53,7 +53,7 @@ impl Medallion {
         let dir = tempfile::tempdir()?;
         let password = random_password();
         let password_file = dir.path().join("password");
-        std::fs::write(&password_file, &password)?;
+        crate::write_private(&password_file, &password);
         let port = free_port();
         let server_dir = dir.path().join("server");
         let printed = run_script(
