@@ -87,6 +87,11 @@ ALTER TABLE feeds DROP COLUMN password_env;
 ALTER TABLE feeds DROP COLUMN password_file;
 ALTER TABLE runs ADD COLUMN denied INTEGER NOT NULL DEFAULT 0;
 "#,
+    // A feed's own page limit and run deadline, tighter than the host's.
+    r#"
+ALTER TABLE feeds ADD COLUMN page_limit INTEGER;
+ALTER TABLE feeds ADD COLUMN deadline_secs INTEGER;
+"#,
 ];
 
 /// An open database.
