@@ -5,9 +5,12 @@
 //! Each test gets its own data directory and its own server; compiled
 //! plugins are cached once for every test in `target/test-cache`.
 
+pub mod fake_taxii;
 pub mod host;
+pub mod http_server;
 pub mod medallion;
 pub mod python;
+pub mod scenario;
 
 use std::path::{Path, PathBuf};
 
