@@ -23,7 +23,12 @@ pub(super) struct PageOutcome {
 impl<T: Transport, S: EventStore> Run<'_, T, S> {
     /// The page's `X-TAXII-Date-Added-Last`, verbatim, if usable. A missing
     /// or malformed one keeps the previous cursor, and the report says so.
+    /// A page without objects never moves the cursor, whatever its header
+    /// says: objects the plugin did not see must not be skipped.
     pub(super) fn page_cursor(&mut self, response: &Response, has_objects: bool) -> Option<String> {
+        if !has_objects {
+            return None;
+        }
         match response.header(taxii::DATE_ADDED_LAST) {
             Some(value) if taxii::is_rfc3339(value.trim()) => Some(value.trim().to_string()),
             Some(value) => {
@@ -34,13 +39,12 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
                 self.note_once("bad-cursor", NoteLevel::Warn, message);
                 None
             }
-            None if has_objects => {
+            None => {
                 let message = "a page came without X-TAXII-Date-Added-Last; kept the \
                                previous cursor, so the next run may fetch these objects again";
                 self.note_once("no-cursor", NoteLevel::Warn, message);
                 None
             }
-            None => None,
         }
     }
 
