@@ -229,15 +229,16 @@ impl State {
         version: Version,
     ) -> (Reply, Duration) {
         let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
-        let Some(collection) = self.script.collections.iter().find(|c| c.id == id).cloned() else {
+        let Some(index) = self.script.collections.iter().position(|c| c.id == id) else {
             return (
                 error(404, "Not Found", "no such collection"),
                 Duration::ZERO,
             );
         };
+        let collection = &self.script.collections[index];
         match tail {
             "" => (
-                self.with_quirks(resource(version, collection_info(&collection))),
+                self.with_quirks(resource(version, collection_info(collection))),
                 Duration::ZERO,
             ),
             "objects/" if !collection.can_read => (
@@ -245,14 +246,16 @@ impl State {
                 Duration::ZERO,
             ),
             "objects/" => {
-                let index = self.objects_requests;
+                let at = self.objects_requests;
                 self.objects_requests += 1;
                 let reply = match version {
-                    Version::V21 => self.objects_21(&collection, request),
-                    Version::V20 => self.objects_20(&collection, request),
+                    Version::V21 => {
+                        objects::page_21(&self.script, &mut self.sessions, index, request)
+                    }
+                    Version::V20 => objects::page_20(&self.script, index, request),
                 };
                 (
-                    self.with_fault(index, self.with_quirks(reply)),
+                    self.with_fault(at, self.with_quirks(reply)),
                     self.script.delay,
                 )
             }

@@ -5,6 +5,7 @@
 //! Each test gets its own data directory and its own server; compiled
 //! plugins are cached once for every test in `target/test-cache`.
 
+pub mod attack;
 pub mod fake_taxii;
 pub mod host;
 pub mod http_server;

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
-use super::script::{Collection, DateHeader, Entry, Paging, RangeSpellings};
-use super::{Recorded, STIX_20, State, TAXII_21, error, json_reply};
+use super::script::{Collection, DateHeader, Entry, Paging, RangeSpellings, Script};
+use super::{Recorded, STIX_20, TAXII_21, error, json_reply};
 use crate::http_server::Reply;
 
 /// The consuming `next` sessions of a server.
@@ -33,8 +33,24 @@ struct Slice<'c> {
     end: usize,
 }
 
-impl State {
-    pub(super) fn objects_21(&mut self, collection: &Collection, request: &Recorded) -> Reply {
+/// A TAXII 2.1 page of the collection at `index`.
+pub(super) fn page_21(
+    script: &Script,
+    sessions: &mut Sessions,
+    index: usize,
+    request: &Recorded,
+) -> Reply {
+    let mut pager = Pager { script, sessions };
+    pager.objects_21(&script.collections[index], request)
+}
+
+struct Pager<'s> {
+    script: &'s Script,
+    sessions: &'s mut Sessions,
+}
+
+impl Pager<'_> {
+    fn objects_21(&mut self, collection: &Collection, request: &Recorded) -> Reply {
         let matching = matching(collection, request, self.script.inclusive_added_after);
         let limit = request
             .param("limit")
@@ -162,85 +178,86 @@ impl State {
             status,
             TAXII_21,
             &Value::Object(body),
-            self.date_headers(page),
+            date_headers(self.script, page),
         )
     }
+}
 
-    fn date_headers(&self, page: &[(usize, &Entry)]) -> Vec<(String, String)> {
-        let (Some((_, first)), Some((_, last))) = (page.first(), page.last()) else {
-            return Vec::new();
-        };
-        let mut headers = vec![("x-taxii-date-added-first".into(), first.date_added.clone())];
-        match &self.script.quirks.date_added_last {
-            DateHeader::Last => {
-                headers.push(("x-taxii-date-added-last".into(), last.date_added.clone()))
-            }
-            DateHeader::Missing => {}
-            DateHeader::Fixed(value) => {
-                headers.push(("x-taxii-date-added-last".into(), value.clone()))
-            }
+/// `X-TAXII-Date-Added-First` and `-Last` of a page, as the script says.
+fn date_headers(script: &Script, page: &[(usize, &Entry)]) -> Vec<(String, String)> {
+    let (Some((_, first)), Some((_, last))) = (page.first(), page.last()) else {
+        return Vec::new();
+    };
+    let mut headers = vec![("x-taxii-date-added-first".into(), first.date_added.clone())];
+    match &script.quirks.date_added_last {
+        DateHeader::Last => {
+            headers.push(("x-taxii-date-added-last".into(), last.date_added.clone()))
         }
-        headers
+        DateHeader::Missing => {}
+        DateHeader::Fixed(value) => headers.push(("x-taxii-date-added-last".into(), value.clone())),
     }
+    headers
+}
 
-    pub(super) fn objects_20(&mut self, collection: &Collection, request: &Recorded) -> Reply {
-        let ranges = self.script.ranges.clone();
-        let matching = matching(collection, request, self.script.inclusive_added_after);
-        let total = matching.len();
-        let asked = match request.header("range") {
-            None => None,
-            Some(value) => match parse_range(value, ranges.accepts) {
-                Some(range) => Some(range),
-                None => {
-                    let status = ranges.refuse_status;
-                    return error(
-                        status,
-                        "Bad Range",
-                        "this spelling of Range is not accepted",
-                    );
-                }
-            },
-        };
-        let (first, last) = match asked {
-            Some(_) if ranges.ignore => (0, total.saturating_sub(1)),
-            None => (0, total.saturating_sub(1)),
-            Some((first, last)) if ranges.stuck => (0, last.saturating_sub(first)),
-            Some((first, last)) => (first, last),
-        };
-        if asked.is_some() && !ranges.ignore && first >= total {
-            let headers = vec![("content-range".into(), format!("items */{total}"))];
-            let body = json!({"title": "Range Not Satisfiable"});
-            return json_reply(416, TAXII_21, &body, headers);
-        }
-        let page_last = last
-            .min(first + self.script.max_page_size - 1)
-            .min(total.saturating_sub(1));
-        let page: Vec<(usize, &Entry)> = if total == 0 {
-            Vec::new()
-        } else {
-            matching[first..=page_last].to_vec()
-        };
-        let bundle = json!({
-            "type": "bundle",
-            "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d",
-            "spec_version": "2.0",
-            "objects": page.iter().map(|(_, e)| e.object.clone()).collect::<Vec<_>>(),
-        });
-        let mut headers = self.date_headers(&page);
-        if asked.is_none() || ranges.ignore {
-            return json_reply(200, STIX_20, &bundle, headers);
-        }
-        let of = if ranges.total {
-            total.to_string()
-        } else {
-            "*".into()
-        };
-        headers.push((
-            "content-range".into(),
-            format!("items {first}-{page_last}/{of}"),
-        ));
-        json_reply(206, STIX_20, &bundle, headers)
+/// A TAXII 2.0 range of the collection at `index`.
+pub(super) fn page_20(script: &Script, index: usize, request: &Recorded) -> Reply {
+    let collection = &script.collections[index];
+    let ranges = script.ranges.clone();
+    let matching = matching(collection, request, script.inclusive_added_after);
+    let total = matching.len();
+    let asked = match request.header("range") {
+        None => None,
+        Some(value) => match parse_range(value, ranges.accepts) {
+            Some(range) => Some(range),
+            None => {
+                let status = ranges.refuse_status;
+                return error(
+                    status,
+                    "Bad Range",
+                    "this spelling of Range is not accepted",
+                );
+            }
+        },
+    };
+    let (first, last) = match asked {
+        Some(_) if ranges.ignore => (0, total.saturating_sub(1)),
+        None => (0, total.saturating_sub(1)),
+        Some((first, last)) if ranges.stuck => (0, last.saturating_sub(first)),
+        Some((first, last)) => (first, last),
+    };
+    if asked.is_some() && !ranges.ignore && first >= total {
+        let headers = vec![("content-range".into(), format!("items */{total}"))];
+        let body = json!({"title": "Range Not Satisfiable"});
+        return json_reply(416, TAXII_21, &body, headers);
     }
+    let page_last = last
+        .min(first + script.max_page_size - 1)
+        .min(total.saturating_sub(1));
+    let page: Vec<(usize, &Entry)> = if total == 0 {
+        Vec::new()
+    } else {
+        matching[first..=page_last].to_vec()
+    };
+    let bundle = json!({
+        "type": "bundle",
+        "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d",
+        "spec_version": "2.0",
+        "objects": page.iter().map(|(_, e)| e.object.clone()).collect::<Vec<_>>(),
+    });
+    let mut headers = date_headers(script, &page);
+    if asked.is_none() || ranges.ignore {
+        return json_reply(200, STIX_20, &bundle, headers);
+    }
+    let of = if ranges.total {
+        total.to_string()
+    } else {
+        "*".into()
+    };
+    headers.push((
+        "content-range".into(),
+        format!("items {first}-{page_last}/{of}"),
+    ));
+    json_reply(206, STIX_20, &bundle, headers)
 }
 
 /// The collection's entries a request asks for, with their positions.
