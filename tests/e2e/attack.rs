@@ -36,7 +36,9 @@ fn originals(scenario: &Scenario) -> Vec<Value> {
     let out = scenario
         .host
         .ok(["retrieve", "query", FEED, "--original", "--format", "jsonl"]);
-    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Imports `objects` (STIX 2.0) over TAXII 2.0 and, converted by the test,
@@ -118,7 +120,9 @@ fn attack_for_ics_in_stix_21_is_stored_as_served() {
     let scenario = Scenario::new(Script::new(objects.clone()), &["--page-size", "500"]);
     let report = scenario.import_ok();
     assert_eq!(report["stored"], objects.len(), "{report:#}");
-    assert!(by_id(scenario.stored()) == by_id(objects), "stored unchanged");
+    assert!(
+        by_id(scenario.stored()) == by_id(objects),
+        "stored unchanged"
+    );
     assert!(originals(&scenario).is_empty());
 }
-

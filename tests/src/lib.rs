@@ -7,6 +7,7 @@
 
 pub mod attack;
 pub mod fake_taxii;
+pub mod flaky_proxy;
 pub mod host;
 pub mod http_server;
 pub mod medallion;
