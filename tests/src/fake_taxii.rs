@@ -295,10 +295,10 @@ impl State {
             "application/vnd.oasis.taxii+json" | "application/vnd.oasis.stix+json" => Version::V20,
             _ => return None,
         };
-        let speaks = match (self.script.speaks, asked) {
-            (Speaks::Both, _) | (Speaks::V21, Version::V21) | (Speaks::V20, Version::V20) => true,
-            _ => false,
-        };
+        let speaks = matches!(
+            (self.script.speaks, asked),
+            (Speaks::Both, _) | (Speaks::V21, Version::V21) | (Speaks::V20, Version::V20)
+        );
         match asked {
             _ if !speaks => None,
             Version::V21 if self.script.quirks.answer_21_as_20 => Some(Version::V20),
