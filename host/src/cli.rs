@@ -27,8 +27,8 @@ pub const DATA_DIR_ENV: &str = "TAXII_HOST_DATA_DIR";
 /// Environment variable naming the compiled-plugin cache directory.
 pub const CACHE_DIR_ENV: &str = "TAXII_HOST_CACHE_DIR";
 
-/// Imports TAXII 2.1 feeds through a sandboxed WebAssembly plugin into event
-/// stores, and reads the stores back as STIX 2.1.
+/// Imports TAXII 2.1 and 2.0 feeds through a sandboxed WebAssembly plugin into
+/// event stores, and reads the stores back as STIX 2.1.
 #[derive(Debug, Parser)]
 #[command(name = "taxii-host", version, max_term_width = 100)]
 pub struct Cli {
