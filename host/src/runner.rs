@@ -572,3 +572,37 @@ pub fn explain(error: &ImportError, feed: &Feed) -> RunFailure {
         fix,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(page_limit: Option<u32>, deadline_secs: Option<u64>) -> Feed {
+        Feed {
+            tenant: "default".into(),
+            name: "f".into(),
+            plugin: None,
+            collection_url: "https://h/api/collections/c/".into(),
+            auth: Auth::None,
+            network: crate::feeds::NetworkOptions::default(),
+            page_size: None,
+            object_types: Vec::new(),
+            added_after: None,
+            page_limit,
+            deadline_secs,
+        }
+    }
+
+    #[test]
+    fn a_feed_tightens_the_host_limits_and_never_loosens_them() {
+        let host = RunLimits {
+            pages: 100,
+            run_time: Duration::from_secs(600),
+            ..RunLimits::default()
+        };
+        assert_eq!(feed_limits(host, &feed(None, None)), host);
+        let own = feed_limits(host, &feed(Some(3), Some(30)));
+        assert_eq!((own.pages, own.run_time), (3, Duration::from_secs(30)));
+        assert_eq!(feed_limits(host, &feed(Some(1_000), Some(6_000))), host);
+    }
+}

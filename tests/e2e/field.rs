@@ -4,7 +4,9 @@
 //! asserting what was stored and what was requested.
 
 use serde_json::{Value, json};
-use taxii_feed_tests::fake_taxii::{Collection, DateHeader, Paging, Script, date_added};
+use taxii_feed_tests::fake_taxii::{
+    Collection, DateHeader, Fault, FaultKind, Paging, Script, date_added,
+};
 use taxii_feed_tests::scenario::{FEED, Scenario, ids_of, indicator, indicators};
 
 fn no_next(script: Script) -> Script {
@@ -255,6 +257,24 @@ fn objects_under_another_key_are_reported_not_taken_for_an_empty_feed() {
         text.stdout.contains("note: the server sent no `objects`"),
         "{}",
         text.stdout
+    );
+}
+
+#[test]
+fn a_rate_limit_ends_the_run_with_its_delay_and_keeps_the_committed_pages() {
+    let mut script = Script::new(indicators(25));
+    script.faults = vec![Fault {
+        at: 1,
+        kind: FaultKind::Status(429),
+    }];
+    let scenario = Scenario::new(script, &["--page-size", "10"]);
+    let outcome = scenario.import();
+    assert_eq!(outcome["error"]["kind"], "rate-limited", "{outcome:#}");
+    assert_eq!(scenario.stored().len(), 10);
+    assert_eq!(
+        scenario.objects_requests().len(),
+        2,
+        "not retried within the run"
     );
 }
 

@@ -74,6 +74,25 @@ fn a_collection_url_alone_finds_taxii_20_and_later_runs_ask_in_20_first() {
 }
 
 #[test]
+fn a_415_also_means_asking_in_the_other_version() {
+    let mut script = Script::v20(objects(3));
+    script.quirks.refusal_status = 415;
+    let scenario = Scenario::new(script, &[]);
+    let report = scenario.import_ok();
+    assert_eq!(
+        (report["taxii_version"].as_str(), report["stored"].as_u64()),
+        (Some("2.0"), Some(3))
+    );
+    let statuses: Vec<_> = scenario
+        .server
+        .requests()
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses[..2], [Some(415), Some(200)]);
+}
+
+#[test]
 fn the_originals_of_converted_objects_are_retrievable() {
     let scenario = Scenario::new(Script::v20(objects(3)), &[]);
     scenario.import_ok();

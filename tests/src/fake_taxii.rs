@@ -194,10 +194,9 @@ impl State {
             return (denied, Duration::ZERO);
         }
         let Some(version) = self.version_of(request) else {
-            return (
-                error(406, "Not Acceptable", "this media type is not served"),
-                Duration::ZERO,
-            );
+            let status = self.script.quirks.refusal_status;
+            let refusal = error(status, "Not Acceptable", "this media type is not served");
+            return (refusal, Duration::ZERO);
         };
         let path = request.path.clone();
         let root = format!("/{}/", self.script.api_root);

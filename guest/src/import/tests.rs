@@ -274,3 +274,30 @@ fn lenient_media_types_are_accepted_with_a_note() {
             .any(|n| n.level == NoteLevel::Debug && n.message.contains("application/json"))
     );
 }
+
+#[test]
+fn keys_an_envelope_should_not_have_are_reported() {
+    struct Extra(FakeServer);
+    impl Transport for Extra {
+        fn get(&mut self, request: &Request) -> Result<Response, TransportError> {
+            let mut response = self.0.get(request)?;
+            if request.url.path().ends_with("/objects/") {
+                let mut body: Value = serde_json::from_slice(&response.body).unwrap();
+                body["paging_hint"] = json!("x");
+                response.body = body.to_string().into_bytes();
+            }
+            Ok(response)
+        }
+    }
+    let server = Extra(FakeServer::with_indicators(3));
+    let report = import_any_intel(&config(10), server, MemoryStore::default()).unwrap();
+    assert_eq!(report.stored, 3);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.level == NoteLevel::Info && n.message.contains("paging_hint")),
+        "{:?}",
+        report.notes
+    );
+}

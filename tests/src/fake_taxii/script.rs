@@ -116,6 +116,8 @@ pub struct Quirks {
     /// Answer requests in TAXII 2.1 with TAXII 2.0 media types (and the
     /// 2.0 shapes).
     pub answer_21_as_20: bool,
+    /// The status for a media type (TAXII version) not served: 406 or 415.
+    pub refusal_status: u16,
 }
 
 impl Default for Quirks {
@@ -130,6 +132,7 @@ impl Default for Quirks {
             endless_empty_pages: false,
             strict_filters: true,
             answer_21_as_20: false,
+            refusal_status: 406,
         }
     }
 }
