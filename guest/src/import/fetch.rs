@@ -75,24 +75,18 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
     ) -> Result<(), ImportError> {
         let entry = (TAXII_VERSION_KEY.to_string(), version.as_str().into());
         self.store.set_many(vec![entry]).map_err(store_error)?;
-        let (level, message) = match before {
-            Some(before) => (
-                NoteLevel::Info,
-                format!(
-                    "the server now speaks TAXII {} (it spoke {}); recorded",
-                    version.as_str(),
-                    before.as_str()
-                ),
+        let message = match before {
+            Some(before) => format!(
+                "the server now speaks TAXII {} (it spoke {}); recorded",
+                version.as_str(),
+                before.as_str()
             ),
-            None => (
-                NoteLevel::Info,
-                format!(
-                    "the server speaks TAXII {}; recorded, so later runs ask in it first",
-                    version.as_str()
-                ),
+            None => format!(
+                "the server speaks TAXII {}; recorded, so later runs ask in it first",
+                version.as_str()
             ),
         };
-        self.report.note(level, message);
+        self.report.note(NoteLevel::Info, message);
         Ok(())
     }
 
