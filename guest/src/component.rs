@@ -228,6 +228,9 @@ fn error_code(code: ErrorCode) -> TransportError {
         ErrorCode::HttpRequestDenied => {
             TransportError::Denied("the host's egress policy does not allow it".into())
         }
+        ErrorCode::DestinationIpProhibited => {
+            TransportError::Denied("the host does not let this feed reach that address".into())
+        }
         ErrorCode::DnsTimeout
         | ErrorCode::DnsError(_)
         | ErrorCode::DestinationNotFound

@@ -114,6 +114,7 @@ impl std::fmt::Display for LimitHit {
 #[derive(Debug, Default)]
 pub struct RunWatch {
     hit: Mutex<Option<LimitHit>>,
+    tls_failure: Mutex<Option<String>>,
     denied: AtomicU64,
     requests: AtomicU64,
 }
@@ -128,6 +129,19 @@ impl RunWatch {
     /// The limit that ended the run, if one did.
     pub fn limit_hit(&self) -> Option<LimitHit> {
         *self.hit.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records why a TLS connection failed (the last failure is kept).
+    pub fn tls_failed(&self, detail: String) {
+        *self.tls_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(detail);
+    }
+
+    /// The last TLS failure, if any.
+    pub fn tls_failure(&self) -> Option<String> {
+        self.tls_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Counts a request the egress policy refused.

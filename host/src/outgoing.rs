@@ -125,6 +125,20 @@ impl Sender {
     /// the between-bytes timeout and the size cap.
     pub async fn send(
         &self,
+        request: Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Result<(Response<WasiBody>, ConnectionFuture), Error> {
+        let result = self.exchange(request, options).await;
+        if let Err(Error::Hyper(e)) = &result
+            && let Some(detail) = tls_cause(e)
+        {
+            self.watch.tls_failed(detail);
+        }
+        result
+    }
+
+    async fn exchange(
+        &self,
         mut request: Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> Result<(Response<WasiBody>, ConnectionFuture), Error> {
@@ -244,10 +258,39 @@ impl Sender {
             .map_err(|_| Error::ConnectionTimeout)?
             .map_err(|e| {
                 tracing::warn!(host, error = %e, "TLS handshake failed");
-                Error::Tls(e)
+                self.watch
+                    .tls_failed(format!("the TLS handshake with {host} failed: {e}"));
+                match e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                {
+                    Some(rustls::Error::InvalidCertificate(_)) => Error::TlsCertificateError,
+                    Some(rustls::Error::AlertReceived(alert)) => Error::TlsAlertReceived {
+                        alert_id: Some(u8::from(*alert)),
+                        alert_message: Some(format!("{alert:?}")),
+                    },
+                    _ => Error::Tls(e),
+                }
             })?;
         Ok(stream)
     }
+}
+
+/// The TLS error somewhere in an error's causes, described.
+fn tls_cause(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(tls) = tls {
+            return Some(format!("the TLS connection failed: {tls}"));
+        }
+        cause = e.source();
+    }
+    None
 }
 
 async fn connect(addresses: &[SocketAddr], limit: Duration) -> Result<TcpStream, Error> {
@@ -326,7 +369,12 @@ impl Body for GuardedBody {
                 self.idle.as_mut().reset(next);
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(detail) = tls_cause(&e) {
+                    self.watch.tls_failed(detail);
+                }
+                Poll::Ready(Some(Err(e.into())))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match self.idle.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),

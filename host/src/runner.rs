@@ -109,7 +109,7 @@ impl Runner {
         tracing::info!(feed = %feed.name, url = %feed.collection_url, "import started");
         let watch = Arc::new(RunWatch::default());
         let result = self.run(&pre, feed, &store, &watch).await;
-        let (report, error) = match (result, watch.limit_hit()) {
+        let (report, mut error) = match (result, watch.limit_hit()) {
             (Ok(Ok(report)), None) => (Some(report), None),
             (Ok(Ok(report)), Some(hit)) => (Some(report), Some(limit_failure(feed, hit))),
             (Ok(Err(failure)), None) => {
@@ -122,6 +122,9 @@ impl Runner {
             (Err(_), Some(hit)) => (None, Some(limit_failure(feed, hit))),
             (Err(host), None) => (None, Some(host_failure(&host))),
         };
+        if let (Some(_), Some(detail)) = (&error, watch.tls_failure()) {
+            error = Some(tls_failure(feed, &detail));
+        }
         let status = match (&report, &error) {
             (_, Some(_)) => RunStatus::Failed,
             (Some(r), None) if !r.complete => RunStatus::Partial,
@@ -461,6 +464,19 @@ fn limit_failure(feed: &Feed, hit: LimitHit) -> RunFailure {
             feed.name
         ),
         fix,
+    }
+}
+
+/// A run whose TLS connection failed.
+fn tls_failure(feed: &Feed, detail: &str) -> RunFailure {
+    RunFailure {
+        kind: "tls".into(),
+        message: format!("feed {}: {detail}", feed.name),
+        fix: "if the server's certificate comes from a private CA, give the feed its \
+              certificate with --ca-file; if the server asks for a client certificate, \
+              give --client-cert and --client-key; check that the URL names the server's \
+              own host"
+            .into(),
     }
 }
 
