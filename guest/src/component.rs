@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::config::FeedConfig;
+use crate::discovery::{self, ResourceKind};
 use crate::http::{self, Transport, TransportError};
 use crate::report::{self, ImportError, NoteLevel};
 use crate::store::{EventStore, StoreError};
@@ -45,11 +46,20 @@ impl Guest for Plugin {
         wit::PluginInfo {
             name: PLUGIN_NAME.into(),
             version: PLUGIN_VERSION.into(),
-            taxii_versions: vec!["2.1".into()],
+            taxii_versions: vec!["2.1".into(), "2.0".into()],
             stix_versions: vec!["2.0".into(), "2.1".into()],
-            features: ["match-version-all", "cursor", "quarantine", "stix20-to-21"]
-                .map(String::from)
-                .into(),
+            features: [
+                "match-version-all",
+                "cursor",
+                "quarantine",
+                "stix20-to-21",
+                "version-negotiation",
+                "range-paging",
+                "resume-from-cursor",
+                "discover",
+            ]
+            .map(String::from)
+            .into(),
         }
     }
 
@@ -85,6 +95,15 @@ impl Guest for Plugin {
                 error: failure.error.into(),
                 progress: failure.progress.into(),
             })
+    }
+
+    fn discover(
+        url: String,
+        follow_other_origins: bool,
+    ) -> Result<wit::Discovery, wit::ImportError> {
+        crate::discover(&url, follow_other_origins, WasiHttp)
+            .map(Into::into)
+            .map_err(Into::into)
     }
 }
 
@@ -159,6 +178,10 @@ impl Transport for WasiHttp {
             headers,
             body: bytes,
         })
+    }
+
+    fn pause(&mut self, duration: Duration) {
+        std::thread::sleep(duration);
     }
 }
 
@@ -286,16 +309,63 @@ impl From<report::RunReport> for wit::RunReport {
             previous_cursor: r.previous_cursor,
             cursor: r.cursor,
             complete: r.complete,
-            notes: r
-                .notes
+            notes: r.notes.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<report::Note> for wit::Note {
+    fn from(n: report::Note) -> Self {
+        Self {
+            level: match n.level {
+                NoteLevel::Debug => wit::NoteLevel::Debug,
+                NoteLevel::Info => wit::NoteLevel::Info,
+                NoteLevel::Warn => wit::NoteLevel::Warn,
+            },
+            message: n.message,
+        }
+    }
+}
+
+impl From<discovery::Discovery> for wit::Discovery {
+    fn from(d: discovery::Discovery) -> Self {
+        Self {
+            url: d.url,
+            kind: match d.kind {
+                ResourceKind::Discovery => wit::ResourceKind::Discovery,
+                ResourceKind::ApiRoot => wit::ResourceKind::ApiRoot,
+                ResourceKind::Collections => wit::ResourceKind::Collections,
+                ResourceKind::Collection => wit::ResourceKind::Collection,
+            },
+            taxii_version: d.taxii_version.as_str().into(),
+            title: d.title,
+            description: d.description,
+            api_roots: d.api_roots.into_iter().map(Into::into).collect(),
+            notes: d.notes.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<discovery::ApiRoot> for wit::ApiRootInfo {
+    fn from(r: discovery::ApiRoot) -> Self {
+        Self {
+            url: r.url,
+            title: r.title,
+            description: r.description,
+            versions: r.versions,
+            followed: r.followed,
+            problem: r.problem,
+            collections: r
+                .collections
                 .into_iter()
-                .map(|n| wit::Note {
-                    level: match n.level {
-                        NoteLevel::Debug => wit::NoteLevel::Debug,
-                        NoteLevel::Info => wit::NoteLevel::Info,
-                        NoteLevel::Warn => wit::NoteLevel::Warn,
-                    },
-                    message: n.message,
+                .map(|c| wit::CollectionInfo {
+                    id: c.id,
+                    title: c.title,
+                    description: c.description,
+                    can_read: c.can_read,
+                    can_write: c.can_write,
+                    media_types: c.media_types,
+                    collection_url: c.collection_url,
                 })
                 .collect(),
         }

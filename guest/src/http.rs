@@ -3,6 +3,8 @@
 //! The component implements [`Transport`] over `wasi:http`; tests and the
 //! native benchmark driver implement it over anything else.
 
+use std::time::Duration;
+
 use url::Url;
 
 /// A GET request to a TAXII endpoint.
@@ -63,10 +65,20 @@ impl std::fmt::Display for TransportError {
 pub trait Transport {
     /// Sends one GET and reads the whole response.
     fn get(&mut self, request: &Request) -> Result<Response, TransportError>;
+
+    /// Waits before asking again after a transient failure. Test
+    /// transports need not wait.
+    fn pause(&mut self, duration: Duration) {
+        let _ = duration;
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for &mut T {
     fn get(&mut self, request: &Request) -> Result<Response, TransportError> {
         (**self).get(request)
+    }
+
+    fn pause(&mut self, duration: Duration) {
+        (**self).pause(duration);
     }
 }

@@ -1,22 +1,37 @@
-//! One import run: read the collection, page through its objects from the
-//! stored cursor on, and commit each page with its cursor.
+//! One import run: find the TAXII version the server speaks, page through
+//! the collection's objects from the stored cursor on, and commit each page
+//! with its cursor before asking for the next.
+//!
+//! After a transient failure (a 5xx, a dropped connection, a page token the
+//! server no longer knows) the run resumes from the last committed cursor
+//! with a fresh request, never by sending a `next` token again: servers
+//! such as medallion consume a token each time they answer it, so resending
+//! one after a lost answer would skip a page.
 
 use std::collections::HashSet;
-use std::time::SystemTime;
+use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use url::Url;
 
 use crate::config::FeedConfig;
-use crate::http::{Request, Response, Transport, TransportError};
-use crate::report::{ImportError, ImportFailure, NoteLevel, RejectedObject, RunReport};
-use crate::store::{self, CURSOR_KEY, EventStore, ORIGINAL_PREFIX, QUARANTINE_PREFIX};
-use crate::taxii::{self, ContentType, Envelope, ObjectsQuery, TAXII_21};
-use crate::{PLUGIN_NAME, PLUGIN_VERSION, stix};
+use crate::http::Transport;
+use crate::report::{ImportError, ImportFailure, NoteLevel, RunReport};
+use crate::store::{CURSOR_KEY, EventStore, StoreError};
+use crate::taxii::{self, ObjectsQuery, TaxiiVersion};
+
+mod commit;
+mod fetch;
+mod walk20;
+mod walk21;
 
 /// Pages in a row that bring nothing new before the run calls it a loop.
-const MAX_STALLED_PAGES: u32 = 3;
+pub const MAX_STALLED_PAGES: u32 = 3;
+
+/// Times a run resumes from its cursor after transient failures.
+pub const MAX_RESUMES: u32 = 3;
+
+/// The wait before the first resume; doubled before each further one.
+const RESUME_PAUSE: Duration = Duration::from_millis(250);
 
 /// Runs one import of `config`'s collection into `store`.
 ///
@@ -38,10 +53,12 @@ pub fn import_any_intel(
         http,
         store,
         report: RunReport {
-            taxii_version: "2.1".into(),
+            taxii_version: TaxiiVersion::V21.as_str().into(),
             ..RunReport::default()
         },
         noted: HashSet::new(),
+        version: TaxiiVersion::V21,
+        sent_token: false,
     };
     match run.execute() {
         Ok(()) => Ok(run.report),
@@ -59,14 +76,10 @@ struct Run<'c, T, S> {
     report: RunReport,
     /// Notes already made, so that a per-page remark is made once.
     noted: HashSet<&'static str>,
-}
-
-/// What a committed page changed.
-struct PageOutcome {
-    /// Object versions newly stored.
-    stored: u64,
-    /// Whether the page moved the cursor.
-    cursor_moved: bool,
+    /// The TAXII version the server speaks, once negotiated.
+    version: TaxiiVersion,
+    /// Whether the last objects request carried a `next` token.
+    sent_token: bool,
 }
 
 impl<T: Transport, S: EventStore> Run<'_, T, S> {
@@ -80,74 +93,69 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
         })?;
         let cursor = self.stored_cursor()?;
         self.report.previous_cursor.clone_from(&cursor);
-        self.report.cursor.clone_from(&cursor);
-        self.check_collection(&collection)?;
-
-        let mut query = ObjectsQuery {
-            limit: self.config.page_size(),
-            added_after: cursor.or_else(|| self.config.added_after.clone()),
-            types: self.config.object_types.clone(),
-            next: None,
-        };
-        let mut stalled = 0;
+        self.report.cursor = cursor;
+        self.negotiate(&collection)?;
+        let mut resumes = 0;
         loop {
-            if self
-                .config
-                .max_pages
-                .is_some_and(|max| self.report.pages >= max)
-            {
-                self.report.complete = false;
-                let message = "stopped at the page limit; the next run continues from the cursor";
-                self.report.note(NoteLevel::Info, message);
-                return Ok(());
-            }
-            let url = query.url(&collection);
-            let response = self.fetch(&url)?;
-            let envelope = taxii::parse_envelope(&response.body).map_err(|e| {
-                ImportError::MalformedResponse(format!("{}: {e}", taxii::redact_query(&url)))
-            })?;
-            self.note_unexpected_keys(&envelope);
-            let page_cursor = self.page_cursor(&response, !envelope.objects.is_empty());
-            let outcome = self.commit_page(&envelope.objects, page_cursor)?;
-            if !envelope.more {
-                break;
-            }
-            let repeated = envelope.next.is_some() && envelope.next == query.next;
-            let progressed = outcome.stored > 0 || outcome.cursor_moved || !repeated;
-            if envelope.objects.is_empty() || !progressed {
-                stalled += 1;
-            } else {
-                stalled = 0;
-            }
-            if stalled >= MAX_STALLED_PAGES {
-                return Err(ImportError::MalformedResponse(format!(
-                    "{}: the server keeps answering `more: true` with nothing new \
-                     ({stalled} pages in a row); stopped to avoid a paging loop",
-                    taxii::redact_query(&url)
-                )));
-            }
-            match envelope.next {
-                Some(next) => query.next = Some(next),
-                None if outcome.cursor_moved => {
-                    self.note_once(
-                        "no-next",
-                        NoteLevel::Debug,
-                        "the server set `more` without `next`; continuing with `added_after`",
-                    );
-                    query.added_after.clone_from(&self.report.cursor);
-                    query.next = None;
-                }
-                None => {
-                    return Err(ImportError::MalformedResponse(format!(
-                        "{}: the server says there is more but gives neither `next` nor \
-                         an X-TAXII-Date-Added-Last to continue from",
-                        taxii::redact_query(&url)
-                    )));
-                }
-            }
+            let walked = match self.version {
+                TaxiiVersion::V21 => self.walk_21(&collection),
+                TaxiiVersion::V20 => self.walk_20(&collection),
+            };
+            let error = match walked {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            let Some(why) = self.resumable(&error).filter(|_| resumes < MAX_RESUMES) else {
+                return Err(error);
+            };
+            resumes += 1;
+            let from = self.report.cursor.as_deref().unwrap_or("the start");
+            let message = format!(
+                "{why} ({error}); resumed from the last committed cursor ({from}) with a new \
+                 request instead of resending the page token (resume {resumes} of {MAX_RESUMES})"
+            );
+            self.report.note(NoteLevel::Warn, message);
+            self.http.pause(RESUME_PAUSE * 2u32.pow(resumes - 1));
         }
-        self.report.complete = true;
-        Ok(())
+    }
+
+    /// Why a failed walk may resume from the cursor, if it may.
+    fn resumable(&self, error: &ImportError) -> Option<&'static str> {
+        match error {
+            ImportError::Unavailable(_) => Some("the server failed or could not be reached"),
+            ImportError::Other(_) | ImportError::NotFound(_) if self.sent_token => {
+                Some("the server refused the page token; it may have expired")
+            }
+            _ => None,
+        }
+    }
+
+    /// The filters a walk starts with: from the committed cursor, else
+    /// from the configured start.
+    fn start_query(&self) -> ObjectsQuery {
+        ObjectsQuery {
+            added_after: self
+                .report
+                .cursor
+                .clone()
+                .or_else(|| self.config.added_after.clone()),
+            types: self.config.object_types.clone(),
+        }
+    }
+
+    /// True (and the report says so) when the run has fetched as many
+    /// pages as it may.
+    fn page_limit_reached(&mut self) -> bool {
+        let reached = self
+            .config
+            .max_pages
+            .is_some_and(|max| self.report.pages >= max);
+        if reached {
+            self.report.complete = false;
+            let message = "stopped at the page limit; the next run continues from the cursor";
+            self.report.note(NoteLevel::Info, message);
+        }
+        reached
     }
 
     fn stored_cursor(&mut self) -> Result<Option<String>, ImportError> {
@@ -160,196 +168,6 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
             .transpose()
     }
 
-    /// Reads the collection resource and refuses `can_read: false`.
-    fn check_collection(&mut self, url: &Url) -> Result<(), ImportError> {
-        #[derive(Deserialize)]
-        struct Collection {
-            id: Option<String>,
-            title: Option<String>,
-            can_read: Option<bool>,
-        }
-        let response = self.fetch(url)?;
-        let collection: Collection = serde_json::from_slice(&response.body).map_err(|e| {
-            ImportError::MalformedResponse(format!("{url} is not a TAXII collection ({e})"))
-        })?;
-        let name = match (&collection.title, &collection.id) {
-            (Some(title), Some(id)) => format!("{title:?} ({id})"),
-            (Some(title), None) => format!("{title:?}"),
-            (None, Some(id)) => id.clone(),
-            (None, None) => url.to_string(),
-        };
-        match collection.can_read {
-            Some(false) => Err(ImportError::Forbidden(format!(
-                "the collection {name} at {url} says can_read: false, so these credentials \
-                 may not read its objects; use a collection you may read, or ask the \
-                 server's operator for read access"
-            ))),
-            Some(true) => Ok(()),
-            None => {
-                let message = format!("the collection {name} does not say can_read; trying anyway");
-                self.report.note(NoteLevel::Warn, message);
-                Ok(())
-            }
-        }
-    }
-
-    /// Sends a GET and checks status and media type.
-    fn fetch(&mut self, url: &Url) -> Result<Response, ImportError> {
-        let request = Request {
-            url: url.clone(),
-            headers: vec![
-                ("accept".into(), TAXII_21.into()),
-                (
-                    "user-agent".into(),
-                    format!("{PLUGIN_NAME}/{PLUGIN_VERSION}"),
-                ),
-            ],
-        };
-        let response = self
-            .http
-            .get(&request)
-            .map_err(|e| transport_error(e, url))?;
-        if !matches!(response.status, 200 | 206) {
-            return Err(taxii::error_for_status(
-                response.status,
-                response.header("retry-after"),
-                &response.body,
-                url,
-                SystemTime::now(),
-            ));
-        }
-        let at = taxii::redact_query(url);
-        match taxii::classify_content_type(response.header("content-type")) {
-            ContentType::Taxii21 => {}
-            ContentType::Json(media) => self.note_once(
-                "lenient-media-type",
-                NoteLevel::Debug,
-                format!("{at} answered with Content-Type {media}; read it as TAXII 2.1"),
-            ),
-            ContentType::Taxii20(media) => {
-                return Err(ImportError::UnsupportedVersion(format!(
-                    "{at} answered with Content-Type {media}, which is TAXII 2.0"
-                )));
-            }
-            ContentType::Other(media) => {
-                return Err(ImportError::MalformedResponse(format!(
-                    "{at} answered with {media}, not TAXII JSON"
-                )));
-            }
-        }
-        Ok(response)
-    }
-
-    /// The page's `X-TAXII-Date-Added-Last`, verbatim, if usable.
-    fn page_cursor(&mut self, response: &Response, has_objects: bool) -> Option<String> {
-        match response.header(taxii::DATE_ADDED_LAST) {
-            Some(value) if taxii::is_rfc3339(value.trim()) => Some(value.trim().to_string()),
-            Some(value) => {
-                let message = format!(
-                    "X-TAXII-Date-Added-Last {value:?} is not an RFC 3339 timestamp; \
-                     kept the previous cursor"
-                );
-                self.note_once("bad-cursor", NoteLevel::Warn, message);
-                None
-            }
-            None if has_objects => {
-                let message = "a page came without X-TAXII-Date-Added-Last; kept the \
-                               previous cursor, so the next run may fetch these objects again";
-                self.note_once("no-cursor", NoteLevel::Warn, message);
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// Checks the page's objects and writes the new ones, the rejected ones
-    /// and the cursor in one atomic batch.
-    fn commit_page(
-        &mut self,
-        objects: &[&RawValue],
-        cursor: Option<String>,
-    ) -> Result<PageOutcome, ImportError> {
-        let mut entries = Vec::with_capacity(objects.len() + 1);
-        let mut keys = HashSet::with_capacity(objects.len());
-        let mut rejections = Vec::new();
-        let (mut stored, mut duplicates) = (0, 0);
-        for raw in objects {
-            match stix::normalize(raw) {
-                Ok(object) => {
-                    let key = store::object_key(&object.id, &object.version);
-                    if keys.contains(&key) || self.store.exists(&key).map_err(store_error)? {
-                        duplicates += 1;
-                        continue;
-                    }
-                    if let Some(original) = object.original {
-                        let original_key =
-                            format!("{ORIGINAL_PREFIX}{}/{}", object.id, object.version);
-                        entries.push((original_key, original));
-                    }
-                    keys.insert(key.clone());
-                    entries.push((key, object.json));
-                    stored += 1;
-                }
-                Err(rejection) => {
-                    let key = format!(
-                        "{QUARANTINE_PREFIX}{:016x}",
-                        stix::fnv1a64(raw.get().as_bytes())
-                    );
-                    if !keys.contains(&key) && !self.store.exists(&key).map_err(store_error)? {
-                        entries.push((key.clone(), quarantine_entry(&rejection.reason, raw)));
-                        keys.insert(key);
-                    }
-                    rejections.push(RejectedObject {
-                        id: rejection.id,
-                        object_type: rejection.object_type,
-                        reason: rejection.reason,
-                    });
-                }
-            }
-        }
-        let cursor_moved = cursor.is_some() && cursor != self.report.cursor;
-        if let Some(cursor) = cursor.as_ref().filter(|_| cursor_moved) {
-            entries.push((CURSOR_KEY.to_string(), cursor.clone().into_bytes()));
-        }
-        if !entries.is_empty() {
-            self.store.set_many(entries).map_err(store_error)?;
-        }
-        self.report.pages += 1;
-        self.report.received += objects.len() as u64;
-        self.report.stored += stored;
-        self.report.duplicates += duplicates;
-        rejections.into_iter().for_each(|r| self.report.reject(r));
-        if cursor_moved {
-            self.report.cursor = cursor;
-        }
-        Ok(PageOutcome {
-            stored,
-            cursor_moved,
-        })
-    }
-
-    fn note_unexpected_keys(&mut self, envelope: &Envelope<'_>) {
-        if envelope.unexpected_keys.is_empty() {
-            return;
-        }
-        let level = if envelope.objects.is_empty() {
-            NoteLevel::Warn
-        } else {
-            NoteLevel::Info
-        };
-        let message = format!(
-            "the envelope has keys a TAXII envelope does not have: {}{}",
-            envelope.unexpected_keys.join(", "),
-            if envelope.objects.is_empty() {
-                "; it has no `objects`, so if the server puts its objects under one of \
-                 those keys this feed will look empty"
-            } else {
-                ""
-            }
-        );
-        self.note_once("unexpected-keys", level, message);
-    }
-
     fn note_once(&mut self, what: &'static str, level: NoteLevel, message: impl Into<String>) {
         if self.noted.insert(what) {
             self.report.note(level, message);
@@ -357,24 +175,12 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
     }
 }
 
-/// `{"reason": …, "object": …}` for the quarantine.
-fn quarantine_entry(reason: &str, raw: &RawValue) -> Vec<u8> {
-    let reason = serde_json::to_string(reason).unwrap_or_else(|_| "\"\"".into());
-    format!(r#"{{"reason":{reason},"object":{}}}"#, raw.get()).into_bytes()
-}
-
-fn store_error(error: store::StoreError) -> ImportError {
+fn store_error(error: StoreError) -> ImportError {
     ImportError::Store(error.0)
 }
 
-fn transport_error(error: TransportError, url: &Url) -> ImportError {
-    let at = taxii::redact_query(url);
-    match error {
-        TransportError::Denied(m) => ImportError::Denied(format!("{at}: {m}")),
-        TransportError::Unreachable(m) => ImportError::Unavailable(format!("{at}: {m}")),
-        TransportError::TooLarge(m) => ImportError::MalformedResponse(format!("{at}: {m}")),
-        TransportError::Other(m) => ImportError::Other(format!("{at}: {m}")),
-    }
+fn malformed(url: &Url, problem: impl std::fmt::Display) -> ImportError {
+    ImportError::MalformedResponse(format!("{}: {problem}", taxii::redact_query(url)))
 }
 
 #[cfg(test)]

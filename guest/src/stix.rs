@@ -41,6 +41,16 @@ pub struct Rejection {
 
 /// Checks and normalizes one object received from a server.
 pub fn normalize(raw: &RawValue) -> Result<Normalized, Rejection> {
+    normalize_from(raw, None)
+}
+
+/// Like [`normalize`], for an object that came in a bundle declaring
+/// `bundle_spec_version` (STIX 2.0 bundles do): objects without their own
+/// `spec_version` are of that version.
+pub fn normalize_from(
+    raw: &RawValue,
+    bundle_spec_version: Option<&str>,
+) -> Result<Normalized, Rejection> {
     let fields = Fields::parse(raw.get()).map_err(|reason| Rejection {
         id: None,
         object_type: None,
@@ -57,7 +67,7 @@ pub fn normalize(raw: &RawValue) -> Result<Normalized, Rejection> {
         return Err(reject("no `type`".into()));
     };
     check_identity(kind, id.as_deref()).map_err(reject)?;
-    if spec_version(&fields).map_err(reject)? == "2.1" {
+    if spec_version(&fields, bundle_spec_version).map_err(reject)? == "2.1" {
         check_properties(kind, |name| fields.has(name)).map_err(reject)?;
         let version = version_key(&fields).map_err(reject)?;
         return Ok(Normalized {
@@ -120,14 +130,16 @@ fn is_uuid(s: &str) -> bool {
         })
 }
 
-/// `2.1` or `2.0`. Objects without `spec_version` are STIX 2.0 if they
-/// have `created` (SDOs, SROs, markings), else 2.1 cyber observables.
-fn spec_version<'f>(fields: &'f Fields<'_>) -> Result<&'f str, String> {
+/// `2.1` or `2.0`. Objects without `spec_version` are of their bundle's
+/// version when it says; else STIX 2.0 if they have `created` (SDOs, SROs,
+/// markings), else 2.1 cyber observables.
+fn spec_version(fields: &Fields<'_>, bundle: Option<&str>) -> Result<&'static str, String> {
     match fields.string("spec_version").as_deref() {
         Some("2.1") => Ok("2.1"),
         Some("2.0") => Ok("2.0"),
         Some(other) => Err(format!("unsupported `spec_version` {other:?}")),
         None if fields.has("spec_version") => Err("`spec_version` is not a string".into()),
+        None if bundle == Some("2.0") => Ok("2.0"),
         None if fields.has("created") => Ok("2.0"),
         None => Ok("2.1"),
     }

@@ -11,6 +11,9 @@ pub const ORIGINAL_PREFIX: &str = "original/";
 pub const QUARANTINE_PREFIX: &str = "quarantine/";
 /// The `added_after` cursor for the next run.
 pub const CURSOR_KEY: &str = "state/cursor";
+/// The TAXII version the server spoke last (`2.1` or `2.0`), so that later
+/// runs ask in that version first.
+pub const TAXII_VERSION_KEY: &str = "state/taxii-version";
 
 /// A failed store operation.
 #[derive(Debug, Clone, PartialEq, Eq)]

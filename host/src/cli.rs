@@ -14,7 +14,9 @@ use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use self::read::{ObjectArgs, QueryArgs, QueryFormat, QueryStoreArgs, ServeArgs};
+use crate::bindings::types::NoteLevel;
 use crate::db::Database;
+use crate::discover::DiscoverArgs;
 use crate::engine::{BUILTIN_PLUGIN, BUILTIN_PLUGIN_NAME, PluginEngine, PluginSource};
 use crate::feeds::{Auth, DEFAULT_TENANT, Feed, NetworkOptions};
 use crate::limits::RunLimits;
@@ -28,8 +30,8 @@ pub const DATA_DIR_ENV: &str = "TAXII_HOST_DATA_DIR";
 /// Environment variable naming the compiled-plugin cache directory.
 pub const CACHE_DIR_ENV: &str = "TAXII_HOST_CACHE_DIR";
 
-/// Imports TAXII 2.1 feeds through a sandboxed WebAssembly plugin into event
-/// stores, and reads the stores back as STIX 2.1.
+/// Imports TAXII 2.1 and 2.0 feeds through a sandboxed WebAssembly plugin into
+/// event stores, and reads the stores back as STIX 2.1.
 #[derive(Debug, Parser)]
 #[command(name = "taxii-host", version, max_term_width = 100)]
 pub struct Cli {
@@ -121,6 +123,9 @@ pub enum Command {
     /// Describe the built-in plugin, or write it out as a component file.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Show the API roots and collections behind a TAXII URL, with the
+    /// Collection URL to give `config add`.
+    Discover(Box<DiscoverArgs>),
 }
 
 /// Feed configuration commands.
@@ -266,6 +271,14 @@ pub struct ConfigAddArgs {
     /// Where the first run starts (RFC 3339); later runs use the stored cursor.
     #[arg(long, value_name = "TIMESTAMP")]
     pub added_after: Option<String>,
+    /// Pages one run of this feed fetches at most; the next run continues
+    /// from the cursor [default: the host's --max-pages]
+    #[arg(long, value_name = "N")]
+    pub page_limit: Option<u32>,
+    /// Longest one run of this feed may take, such as 90s or 30m; pages
+    /// committed before it are kept [default: the host's --max-run-time]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub deadline: Option<Duration>,
     /// Use this plugin component instead of the built-in TAXII plugin.
     #[arg(long, value_name = "FILE")]
     pub plugin: Option<PathBuf>,
@@ -452,6 +465,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Query(args) => context.directive(&args),
         Command::ServeTaxii(args) => context.serve_taxii(args),
         Command::Plugin(command) => context.plugin(command),
+        Command::Discover(args) => {
+            let runner = context.runner()?;
+            let secrets = &context.runner.secrets_file;
+            runtime()?.block_on(crate::discover::run(&runner, &args, secrets))
+        }
     }
 }
 
@@ -481,7 +499,18 @@ impl Session {
         match command {
             ConfigCommand::Add(args) => self.add_feed(*args),
             ConfigCommand::List(args) => {
-                let feeds = self.db()?.feeds(&self.tenant)?;
+                let db = self.db()?;
+                let feeds = db
+                    .feeds(&self.tenant)?
+                    .into_iter()
+                    .map(|feed| {
+                        let taxii_version = db.taxii_version(&self.tenant, &feed.name)?;
+                        Ok(FeedListing {
+                            feed,
+                            taxii_version,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
                 let mut out = std::io::stdout().lock();
                 match args.format {
                     ListFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&feeds)?)?,
@@ -525,6 +554,8 @@ impl Session {
             page_size: args.page_size,
             object_types: args.types,
             added_after: args.added_after,
+            page_limit: args.page_limit,
+            deadline_secs: args.deadline.map(|d| d.as_secs()),
         };
         feed.check()?;
         let problems = runtime.block_on(runner.validate(&feed))?;
@@ -646,7 +677,17 @@ fn absolute(path: PathBuf) -> Result<PathBuf> {
     std::path::absolute(&path).with_context(|| format!("cannot resolve {}", path.display()))
 }
 
-fn write_feed_table(feeds: &[Feed], out: &mut impl Write) -> Result<()> {
+/// A feed as `config list` shows it: its configuration and the TAXII
+/// version its server spoke last.
+#[derive(Debug, serde::Serialize)]
+struct FeedListing {
+    #[serde(flatten)]
+    feed: Feed,
+    /// `2.1` or `2.0`; `None` before the first run reached the server.
+    taxii_version: Option<String>,
+}
+
+fn write_feed_table(feeds: &[FeedListing], out: &mut impl Write) -> Result<()> {
     if feeds.is_empty() {
         writeln!(out, "no feeds yet: add one with `config add`")?;
         return Ok(());
@@ -660,8 +701,14 @@ fn write_feed_table(feeds: &[Feed], out: &mut impl Write) -> Result<()> {
         "PASSWORD FROM",
         "PAGE",
         "TYPES",
+        "LIMITS",
+        "TAXII",
     ]);
-    for feed in feeds {
+    for FeedListing {
+        feed,
+        taxii_version,
+    } in feeds
+    {
         table.add_row([
             feed.name.clone(),
             feed.collection_url.clone(),
@@ -674,10 +721,25 @@ fn write_feed_table(feeds: &[Feed], out: &mut impl Write) -> Result<()> {
             } else {
                 feed.object_types.join(",")
             },
+            describe_limits(feed),
+            taxii_version.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
     writeln!(out, "{table}")?;
     Ok(())
+}
+
+fn describe_limits(feed: &Feed) -> String {
+    let pages = feed.page_limit.map(|n| format!("{n} pages"));
+    let deadline = feed
+        .deadline_secs
+        .map(|s| humantime::format_duration(Duration::from_secs(s)).to_string());
+    let parts: Vec<String> = pages.into_iter().chain(deadline).collect();
+    if parts.is_empty() {
+        "host's".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 fn describe_network(network: &NetworkOptions) -> String {
@@ -726,9 +788,12 @@ fn write_outcome(outcome: &ImportOutcome, out: &mut impl Write) -> Result<()> {
         };
         writeln!(
             out,
-            "  pages {}, received {}, stored {}, duplicates {}, rejected {}{kept}",
-            r.pages, r.received, r.stored, r.duplicates, r.rejected_count
+            "  TAXII {}, pages {}, received {}, stored {}, duplicates {}, rejected {}{kept}",
+            r.taxii_version, r.pages, r.received, r.stored, r.duplicates, r.rejected_count
         )?;
+        for note in r.notes.iter().filter(|n| n.level == NoteLevel::Warn) {
+            writeln!(out, "  note: {}", note.message)?;
+        }
         if let Some(cursor) = &r.cursor {
             writeln!(out, "  cursor {cursor}")?;
         }

@@ -92,6 +92,11 @@ ALTER TABLE runs ADD COLUMN denied INTEGER NOT NULL DEFAULT 0;
     r#"
 CREATE INDEX entries_by_store_seq ON entries (store_id, seq);
 "#,
+    // A feed's own page limit and run deadline, tighter than the host's.
+    r#"
+ALTER TABLE feeds ADD COLUMN page_limit INTEGER;
+ALTER TABLE feeds ADD COLUMN deadline_secs INTEGER;
+"#,
 ];
 
 /// An open database.

@@ -15,6 +15,10 @@ use crate::tls::TlsOptions;
 /// The tenant used when none is given.
 pub const DEFAULT_TENANT: &str = "default";
 
+/// Where the built-in plugin records the TAXII version a feed's server
+/// speaks (see `wit/feed.wit`).
+pub const TAXII_VERSION_KEY: &str = "state/taxii-version";
+
 /// Longest feed or tenant name.
 const MAX_NAME_LEN: usize = 64;
 
@@ -111,6 +115,12 @@ pub struct Feed {
     pub object_types: Vec<String>,
     /// Where the first run starts (`added_after`).
     pub added_after: Option<String>,
+    /// Pages a run of this feed fetches at most (the host's limit applies
+    /// too); the next run continues from the cursor.
+    pub page_limit: Option<u32>,
+    /// Seconds a run of this feed may take at most (the host's limit
+    /// applies too); pages committed before it ends are kept.
+    pub deadline_secs: Option<u64>,
 }
 
 /// Checks a feed or tenant name: it names a store and appears in output.
@@ -166,6 +176,12 @@ impl Feed {
                 );
             }
         }
+        if self.page_limit == Some(0) {
+            bail!("feed {}: --page-limit must be at least 1", self.name);
+        }
+        if self.deadline_secs == Some(0) {
+            bail!("feed {}: --deadline must be at least one second", self.name);
+        }
         for origin in &self.network.allowed_origins {
             let parsed = Url::parse(origin).ok().filter(|u| u.has_host());
             if parsed.is_none() {
@@ -200,6 +216,8 @@ impl Feed {
             page_size: row.get("page_size")?,
             object_types: json("object_types", row.get("object_types")?)?,
             added_after: row.get("added_after")?,
+            page_limit: row.get("page_limit")?,
+            deadline_secs: row.get("deadline_secs")?,
         })
     }
 }
@@ -216,13 +234,15 @@ impl Database {
         }
         self.conn.execute(
             "INSERT INTO feeds (tenant, name, plugin, collection_url, auth, network, page_size,
-                                object_types, added_after, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                                object_types, added_after, created_at, page_limit,
+                                deadline_secs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT (tenant, name) DO UPDATE SET
                 plugin = excluded.plugin, collection_url = excluded.collection_url,
                 auth = excluded.auth, network = excluded.network,
                 page_size = excluded.page_size, object_types = excluded.object_types,
-                added_after = excluded.added_after",
+                added_after = excluded.added_after, page_limit = excluded.page_limit,
+                deadline_secs = excluded.deadline_secs",
             params![
                 feed.tenant,
                 feed.name,
@@ -234,6 +254,8 @@ impl Database {
                 serde_json::to_string(&feed.object_types)?,
                 feed.added_after,
                 crate::now_rfc3339(),
+                feed.page_limit,
+                feed.deadline_secs,
             ],
         )?;
         Ok(())
@@ -277,6 +299,16 @@ impl Database {
         Ok(feeds)
     }
 
+    /// The TAXII version the server of a feed spoke last, as its plugin
+    /// recorded it in the feed's store (`state/taxii-version`).
+    pub fn taxii_version(&self, tenant: &str, feed: &str) -> Result<Option<String>> {
+        let Some(store) = self.find_store(tenant, feed)? else {
+            return Ok(None);
+        };
+        let value = self.get_entry(store.id, TAXII_VERSION_KEY)?;
+        Ok(value.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
     /// Removes a feed's configuration; its store and history stay.
     pub fn remove_feed(&self, tenant: &str, name: &str) -> Result<bool> {
         let removed = self.conn.execute(
@@ -308,6 +340,8 @@ mod tests {
             page_size: Some(7),
             object_types: vec!["indicator".into()],
             added_after: None,
+            page_limit: Some(3),
+            deadline_secs: Some(90),
         }
     }
 
@@ -323,6 +357,21 @@ mod tests {
         assert!(db.remove_feed("default", "intel").unwrap());
         let message = db.require_feed("default", "intel").unwrap_err().to_string();
         assert!(message.contains("config add"), "{message}");
+    }
+
+    #[test]
+    fn reads_the_taxii_version_the_plugin_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Database::open(dir.path()).unwrap();
+        db.add_feed(&feed("intel"), false).unwrap();
+        assert_eq!(db.taxii_version("default", "intel").unwrap(), None);
+        let store = db.ensure_store("default", "intel", "taxii-feed").unwrap();
+        db.set_entries(store.id, &[(TAXII_VERSION_KEY.into(), b"2.0".to_vec())])
+            .unwrap();
+        assert_eq!(
+            db.taxii_version("default", "intel").unwrap().as_deref(),
+            Some("2.0")
+        );
     }
 
     #[test]

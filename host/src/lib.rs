@@ -15,6 +15,7 @@ pub mod bindings;
 pub mod cli;
 pub mod db;
 pub mod directive;
+pub mod discover;
 pub mod engine;
 pub mod feeds;
 pub mod filter;

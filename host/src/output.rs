@@ -32,13 +32,15 @@ pub enum Content {
     Projection(Vec<String>),
     /// Quarantine records: `{"reason": ..., "object": ...}`.
     Quarantine,
+    /// Objects as the server sent them before conversion (STIX 2.0).
+    Original,
 }
 
 impl Content {
     /// Why the output is not STIX, if it is not.
     pub fn note(&self) -> Option<String> {
         match self {
-            Self::Stix => None,
+            Self::Stix | Self::Original => None,
             Self::Projection(fields) => Some(format!(
                 "objects projected to the properties {}: not STIX",
                 fields.join(", ")
@@ -60,6 +62,13 @@ impl Content {
                 )
             }
             (Self::Stix, _) => String::new(),
+            (Self::Original, ObjectFormat::Bundle) => {
+                format!(
+                    r#""type":"bundle","id":"bundle--{}","spec_version":"2.0","#,
+                    uuid::Uuid::new_v4()
+                )
+            }
+            (Self::Original, _) => String::new(),
             (content, _) => {
                 let mut members = json!({ "stix": false, "note": content.note() });
                 if let Self::Projection(fields) = content {

@@ -39,6 +39,9 @@ pub struct Source {
     pub cursor: Option<Cursor>,
     /// Read the quarantine (rejected objects with reasons) instead.
     pub quarantine: bool,
+    /// Read the objects as the server sent them, before their conversion
+    /// to STIX 2.1 (only converted objects have one).
+    pub original: bool,
 }
 
 impl Source {
@@ -70,11 +73,15 @@ impl Source {
         one(&mut self.include, other.include, "`_include`/`--include`")?;
         one(&mut self.cursor, other.cursor, "`_cursor`/`--cursor`")?;
         self.quarantine |= other.quarantine;
+        self.original |= other.original;
         Ok(())
     }
 
     /// The quarantine holds records, not versions: refuses version settings.
     pub fn check_quarantine(&self) -> Result<(), String> {
+        if self.quarantine && self.original {
+            return Err("--quarantine and --original read different things: give one".into());
+        }
         let versioned = self.versions.is_some()
             || self.added_after.is_some()
             || self.include.is_some()

@@ -141,6 +141,8 @@ mod tests {
             page_size: None,
             object_types: Vec::new(),
             added_after: None,
+            page_limit: None,
+            deadline_secs: None,
         };
         db.add_feed(&feed, false).unwrap();
         let store = db.ensure_store("default", "intel", "taxii-feed").unwrap();

@@ -27,6 +27,12 @@ use crate::store::StoreRef;
 /// Longest `describe` or `validate-config` may take.
 const OFFLINE_DEADLINE: Duration = Duration::from_secs(10);
 
+/// Longest one `discover` call may take.
+const DISCOVER_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Requests one `discover` call may send.
+const DISCOVER_REQUESTS: u64 = 256;
+
 /// How runs are made.
 #[derive(Debug, Clone)]
 pub struct RunnerOptions {
@@ -158,7 +164,10 @@ impl Runner {
         let (plugin, mut wasm) = self.offline_instance(&source).await?;
         let verdict = plugin
             .taxii_feed_importer()
-            .call_validate_config(&mut wasm, &wit_config(feed, self.options.limits.pages))
+            .call_validate_config(
+                &mut wasm,
+                &wit_config(feed, feed_limits(self.options.limits, feed).pages),
+            )
             .await
             .map_err(anyhow::Error::from)?;
         Ok(verdict
@@ -202,7 +211,7 @@ impl Runner {
         store: &StoreRef,
         watch: &Arc<RunWatch>,
     ) -> CallResult {
-        let limits = self.options.limits;
+        let limits = feed_limits(self.options.limits, feed);
         let mut wasm = self.sandbox(feed, store, watch)?;
         let deadline = Instant::now() + limits.run_time;
         let mut meter = CpuMeter::new(limits.cpu, EPOCH_TICK, deadline);
@@ -245,7 +254,7 @@ impl Runner {
         watch: &Arc<RunWatch>,
     ) -> Result<Store<RunState>> {
         feed.check()?;
-        let limits = self.options.limits;
+        let limits = feed_limits(self.options.limits, feed);
         let credential = credential(&feed.auth, &self.options.secrets_file)?;
         let mut allowed = vec![origin(&feed.collection_url)?];
         for extra in &feed.network.allowed_origins {
@@ -276,13 +285,69 @@ impl Runner {
     }
 }
 
+/// What a `discover` call gave back.
+pub type DiscoverResult = Result<types::Discovery, ImportError>;
+
+impl Runner {
+    /// Runs the built-in plugin's `discover` on `url`: no store, requests
+    /// only to `url`'s origin, with `credential` added to them.
+    pub async fn discover(
+        &self,
+        url: &str,
+        follow_other_origins: bool,
+        credential: Option<Credential>,
+        network: &crate::feeds::NetworkOptions,
+    ) -> Result<DiscoverResult> {
+        let watch = Arc::new(RunWatch::default());
+        let limits = self.options.limits;
+        let sender = Arc::new(Sender {
+            tls: crate::tls::client_config(&network.tls())?,
+            allow_private: network.allow_private,
+            response_bytes: limits.response_bytes,
+            timeouts: Timeouts::default(),
+            watch: watch.clone(),
+        });
+        let policy = OutgoingPolicy::new(vec![origin(url)?], credential, sender, DISCOVER_REQUESTS);
+        let limiter = MemoryLimiter::new(limits.memory_bytes, watch);
+        let state = RunState::new(
+            policy,
+            BucketAccess::none(),
+            limiter,
+            self.options.guest_stderr,
+        );
+        let mut wasm = Store::new(self.engine.engine(), state);
+        wasm.limiter(|state| &mut state.limiter);
+        wasm.set_epoch_deadline(ticks(DISCOVER_DEADLINE));
+        let pre = self.engine.load(&PluginSource::Builtin)?;
+        let call = async {
+            let plugin = pre
+                .instantiate_async(&mut wasm)
+                .await
+                .map_err(anyhow::Error::from)?;
+            plugin
+                .taxii_feed_importer()
+                .call_discover(&mut wasm, url, follow_other_origins)
+                .await
+                .map_err(anyhow::Error::from)
+        };
+        tokio::time::timeout(DISCOVER_DEADLINE, call)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "discovering {url} took longer than {}",
+                    humantime::format_duration(DISCOVER_DEADLINE)
+                )
+            })?
+    }
+}
+
 fn origin(url: &str) -> Result<Origin> {
     let parsed = Url::parse(url).with_context(|| format!("{url:?} is not a URL"))?;
     Origin::of_url(&parsed).with_context(|| format!("{url} has no host and port"))
 }
 
 /// The credentials header for a feed, with the secret read now.
-fn credential(auth: &Auth, secrets_file: &Path) -> Result<Option<Credential>> {
+pub fn credential(auth: &Auth, secrets_file: &Path) -> Result<Option<Credential>> {
     Ok(match auth {
         Auth::None => None,
         Auth::Basic { username, password } => {
@@ -365,18 +430,40 @@ fn log_outcome(feed: &Feed, report: Option<&RunReport>, error: Option<&RunFailur
     }
 }
 
+/// The host's limits, tightened by the feed's own page limit and deadline.
+pub fn feed_limits(host: RunLimits, feed: &Feed) -> RunLimits {
+    RunLimits {
+        pages: feed
+            .page_limit
+            .map_or(host.pages, |own| own.min(host.pages)),
+        run_time: feed.deadline_secs.map_or(host.run_time, |own| {
+            Duration::from_secs(own).min(host.run_time)
+        }),
+        ..host
+    }
+}
+
 /// A run stopped by one of its limits.
 fn limit_failure(feed: &Feed, hit: LimitHit) -> RunFailure {
+    let own_deadline = feed.deadline_secs.map(Duration::from_secs);
+    let fix = match hit {
+        LimitHit::RunTime(limit) if own_deadline == Some(limit) => format!(
+            "the next run continues from the cursor; to give this feed more time, raise its \
+             deadline with `taxii-host config add {} --replace --deadline ...`",
+            feed.name
+        ),
+        _ => format!(
+            "if this feed needs more, raise the limit with {} (see `taxii-host import --help`)",
+            hit.flag()
+        ),
+    };
     RunFailure {
         kind: "limit".into(),
         message: format!(
             "feed {}: the run was stopped by {hit}; pages committed before it are kept",
             feed.name
         ),
-        fix: format!(
-            "if this feed needs more, raise the limit with {} (see `taxii-host import --help`)",
-            hit.flag()
-        ),
+        fix,
     }
 }
 
@@ -499,5 +586,39 @@ pub fn explain(error: &ImportError, feed: &Feed) -> RunFailure {
         kind: kind.into(),
         message: format!("feed {name}: {message}"),
         fix,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(page_limit: Option<u32>, deadline_secs: Option<u64>) -> Feed {
+        Feed {
+            tenant: "default".into(),
+            name: "f".into(),
+            plugin: None,
+            collection_url: "https://h/api/collections/c/".into(),
+            auth: Auth::None,
+            network: crate::feeds::NetworkOptions::default(),
+            page_size: None,
+            object_types: Vec::new(),
+            added_after: None,
+            page_limit,
+            deadline_secs,
+        }
+    }
+
+    #[test]
+    fn a_feed_tightens_the_host_limits_and_never_loosens_them() {
+        let host = RunLimits {
+            pages: 100,
+            run_time: Duration::from_secs(600),
+            ..RunLimits::default()
+        };
+        assert_eq!(feed_limits(host, &feed(None, None)), host);
+        let own = feed_limits(host, &feed(Some(3), Some(30)));
+        assert_eq!((own.pages, own.run_time), (3, Duration::from_secs(30)));
+        assert_eq!(feed_limits(host, &feed(Some(1_000), Some(6_000))), host);
     }
 }

@@ -14,6 +14,8 @@ use crate::db::Database;
 
 /// Prefix of stored STIX object versions.
 pub const OBJECT_PREFIX: &str = "object/";
+/// Prefix of objects as received, when the plugin had to convert them.
+pub const ORIGINAL_PREFIX: &str = "original/";
 /// Prefix of rejected objects.
 pub const QUARANTINE_PREFIX: &str = "quarantine/";
 

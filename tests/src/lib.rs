@@ -5,12 +5,17 @@
 //! Each test gets its own data directory and its own server; compiled
 //! plugins are cached once for every test in `target/test-cache`.
 
+pub mod attack;
 pub mod canned;
+pub mod fake_taxii;
 pub mod fixtures;
+pub mod flaky_proxy;
 pub mod host;
+pub mod http_server;
 pub mod medallion;
 pub mod pki;
 pub mod python;
+pub mod scenario;
 pub mod serve;
 pub mod store;
 

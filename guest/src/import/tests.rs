@@ -1,134 +1,17 @@
-//! The paging loop against an in-process TAXII 2.1 server.
+//! The paging loop against an in-process TAXII server.
 
 use serde_json::{Value, json};
 
 use super::*;
-use crate::store::MemoryStore;
+use crate::http::{Request, Response, TransportError};
+use crate::store::{self, MemoryStore};
+use fake::{FakeServer, date_added, indicator, param};
+
+mod fake;
+mod resume;
+mod v20;
 
 const COLLECTION: &str = "http://taxii.test/api/collections/c1/";
-
-/// A TAXII 2.1 collection served from memory, with stateless `next`
-/// tokens (the offset), that records what it was asked.
-#[derive(Default)]
-struct FakeServer {
-    /// (date_added, object), in date_added order.
-    objects: Vec<(String, Value)>,
-    can_read: bool,
-    requests: Vec<Url>,
-    /// Answer this status to the objects request with this index.
-    fail_at: Option<(usize, u16)>,
-    /// Leave out `next` (servers that expect `added_after` paging).
-    no_next: bool,
-    /// Always answer the first page, with `more: true` and the same `next`.
-    stuck: bool,
-}
-
-fn indicator(n: usize, modified: &str) -> Value {
-    json!({
-        "type": "indicator",
-        "spec_version": "2.1",
-        "id": format!("indicator--00000000-0000-4000-8000-{n:012}"),
-        "created": "2024-01-01T00:00:00.000Z",
-        "modified": modified,
-        "pattern": "[ipv4-addr:value = '203.0.113.1']",
-        "pattern_type": "stix",
-        "valid_from": "2024-01-01T00:00:00Z"
-    })
-}
-
-fn date_added(n: usize) -> String {
-    format!("2024-03-01T00:00:{:02}.{:06}Z", n / 1000, n % 1000)
-}
-
-impl FakeServer {
-    fn with_indicators(count: usize) -> Self {
-        let objects = (0..count)
-            .map(|n| (date_added(n), indicator(n, "2024-01-01T00:00:00.000Z")))
-            .collect();
-        Self {
-            objects,
-            can_read: true,
-            ..Self::default()
-        }
-    }
-
-    fn add(&mut self, object: Value) {
-        let n = self.objects.len();
-        self.objects.push((date_added(n), object));
-    }
-
-    fn objects_requests(&self) -> Vec<&Url> {
-        self.requests
-            .iter()
-            .filter(|u| u.path().ends_with("/objects/"))
-            .collect()
-    }
-
-    fn objects_page(&mut self, url: &Url) -> Response {
-        let param = |name: &str| {
-            url.query_pairs()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned())
-        };
-        let limit: usize = param("limit").unwrap().parse().unwrap();
-        let after = param("added_after");
-        let start: usize = param("next").map_or(0, |n| n.parse().unwrap());
-        let start = if self.stuck { 0 } else { start };
-        let matching: Vec<_> = self
-            .objects
-            .iter()
-            .filter(|(added, _)| after.as_ref().is_none_or(|a| added > a))
-            .collect();
-        let page: Vec<_> = matching.iter().skip(start).take(limit).collect();
-        let more = self.stuck || start + page.len() < matching.len();
-        let mut body = json!({
-            "more": more,
-            "objects": page.iter().map(|(_, o)| o.clone()).collect::<Vec<_>>(),
-        });
-        if more && !self.no_next {
-            body["next"] = json!((if self.stuck { 0 } else { start + page.len() }).to_string());
-        }
-        let mut headers = vec![("Content-Type".into(), TAXII_21.into())];
-        if let Some((last, _)) = page.last() {
-            headers.push(("X-TAXII-Date-Added-Last".into(), last.clone()));
-        }
-        Response {
-            status: 200,
-            headers,
-            body: body.to_string().into_bytes(),
-        }
-    }
-}
-
-impl Transport for FakeServer {
-    fn get(&mut self, request: &Request) -> Result<Response, TransportError> {
-        assert_eq!(
-            request.headers[0],
-            ("accept".to_string(), TAXII_21.to_string())
-        );
-        self.requests.push(request.url.clone());
-        let url = &request.url;
-        if !url.path().ends_with("/objects/") {
-            let body = json!({"id": "c1", "title": "Intel", "can_read": self.can_read});
-            return Ok(Response {
-                status: 200,
-                headers: vec![("content-type".into(), TAXII_21.into())],
-                body: body.to_string().into_bytes(),
-            });
-        }
-        let index = self.objects_requests().len() - 1;
-        if let Some((at, status)) = self.fail_at
-            && at == index
-        {
-            return Ok(Response {
-                status,
-                headers: vec![("Retry-After".into(), "30".into())],
-                body: b"{\"title\": \"try later\"}".to_vec(),
-            });
-        }
-        Ok(self.objects_page(url))
-    }
-}
 
 fn config(page_size: u32) -> FeedConfig {
     FeedConfig {
@@ -152,7 +35,10 @@ fn imports_every_page_and_stores_the_last_cursor() {
     assert_eq!((report.pages, report.received, report.stored), (3, 25, 25));
     assert!(report.complete);
     assert_eq!(object_keys(&store).len(), 25);
-    assert_eq!(store.commits, 3, "one atomic batch per page");
+    assert_eq!(
+        store.commits, 4,
+        "the TAXII version, then one atomic batch per page"
+    );
     assert_eq!(report.cursor.as_deref(), Some(date_added(24).as_str()));
     assert_eq!(store.entries[CURSOR_KEY], date_added(24).as_bytes());
 }
@@ -168,8 +54,8 @@ fn sends_every_filter_on_every_page() {
 
     let pages = server.objects_requests();
     assert_eq!(pages.len(), 3);
-    for (n, url) in pages.iter().enumerate() {
-        let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    for (n, request) in pages.iter().enumerate() {
+        let query: Vec<(String, String)> = request.url.query_pairs().into_owned().collect();
         let get = |k: &str| query.iter().find(|(q, _)| q == k).map(|(_, v)| v.as_str());
         assert_eq!(get("limit"), Some("10"));
         assert_eq!(get("added_after"), Some("2000-01-01T00:00:00Z"));
@@ -187,13 +73,13 @@ fn a_second_run_resumes_from_the_cursor_and_stores_only_new_objects() {
 
     let again = import_any_intel(&config(5), &mut server, &mut store).unwrap();
     assert_eq!((again.received, again.stored), (0, 0));
-    let last = (*server.objects_requests().last().unwrap()).clone();
-    let after = last
-        .query_pairs()
-        .find(|(k, _)| k == "added_after")
-        .unwrap()
-        .1;
-    assert_eq!(after, date_added(11), "the cursor is sent back verbatim");
+    let last = server.objects_requests().last().unwrap().url.clone();
+    let after = param(&last, "added_after");
+    assert_eq!(
+        after,
+        Some(date_added(11)),
+        "the cursor is sent back verbatim"
+    );
 
     server.add(indicator(100, "2024-01-01T00:00:00.000Z"));
     server.add(indicator(3, "2024-06-01T00:00:00.000Z"));
@@ -281,7 +167,7 @@ fn refuses_a_collection_that_cannot_be_read() {
 #[test]
 fn a_failure_mid_walk_keeps_committed_pages_and_the_next_run_resumes() {
     let mut server = FakeServer::with_indicators(30);
-    server.fail_at = Some((2, 503));
+    server.fail_at = Some((2, 429));
     let mut store = MemoryStore::default();
     let failure = import_any_intel(&config(10), &mut server, &mut store).unwrap_err();
     assert!(matches!(
@@ -298,7 +184,7 @@ fn a_failure_mid_walk_keeps_committed_pages_and_the_next_run_resumes() {
     server.requests.clear();
     let report = import_any_intel(&config(10), &mut server, &mut store).unwrap();
     assert_eq!(report.stored, 10);
-    let first = server.objects_requests()[0];
+    let first = &server.objects_requests()[0].url;
     assert!(
         first.query_pairs().all(|(k, _)| k != "next"),
         "a new run starts from the cursor, not from a token"
@@ -309,7 +195,7 @@ fn a_failure_mid_walk_keeps_committed_pages_and_the_next_run_resumes() {
 #[test]
 fn a_failed_commit_stores_nothing_of_that_page() {
     let mut store = MemoryStore {
-        fail_commit: Some(1),
+        fail_commit: Some(2),
         ..MemoryStore::default()
     };
     let failure =
@@ -386,5 +272,32 @@ fn lenient_media_types_are_accepted_with_a_note() {
             .notes
             .iter()
             .any(|n| n.level == NoteLevel::Debug && n.message.contains("application/json"))
+    );
+}
+
+#[test]
+fn keys_an_envelope_should_not_have_are_reported() {
+    struct Extra(FakeServer);
+    impl Transport for Extra {
+        fn get(&mut self, request: &Request) -> Result<Response, TransportError> {
+            let mut response = self.0.get(request)?;
+            if request.url.path().ends_with("/objects/") {
+                let mut body: Value = serde_json::from_slice(&response.body).unwrap();
+                body["paging_hint"] = json!("x");
+                response.body = body.to_string().into_bytes();
+            }
+            Ok(response)
+        }
+    }
+    let server = Extra(FakeServer::with_indicators(3));
+    let report = import_any_intel(&config(10), server, MemoryStore::default()).unwrap();
+    assert_eq!(report.stored, 3);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.level == NoteLevel::Info && n.message.contains("paging_hint")),
+        "{:?}",
+        report.notes
     );
 }

@@ -142,3 +142,114 @@ fn type_names_follow_the_specification() {
         assert!(!is_valid_type_name(bad), "{bad}");
     }
 }
+
+fn converted(value: serde_json::Value) -> serde_json::Value {
+    let normalized = normalize(&raw(value)).unwrap();
+    assert!(normalized.original.is_some(), "the original is kept");
+    serde_json::from_slice(&normalized.json).unwrap()
+}
+
+#[test]
+fn moves_the_labels_of_each_type_to_its_21_vocabulary() {
+    for (kind, property) in [
+        ("indicator", "indicator_types"),
+        ("malware", "malware_types"),
+        ("report", "report_types"),
+        ("threat-actor", "threat_actor_types"),
+        ("tool", "tool_types"),
+    ] {
+        let object = json!({
+            "type": kind,
+            "id": format!("{kind}--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f"),
+            "created": "2017-01-01T00:00:00.000Z",
+            "modified": "2017-01-01T00:00:00.000Z",
+            "name": "n", "labels": ["a-label"], "pattern": "[file:name = 'x']",
+            "valid_from": "2017-01-01T00:00:00Z", "published": "2017-01-01T00:00:00Z",
+            "object_refs": ["malware--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f"]
+        });
+        let out = converted(object);
+        assert_eq!(out[property], json!(["a-label"]), "{kind}");
+        assert!(out.get("labels").is_none(), "{kind}");
+        assert_eq!(out["spec_version"], "2.1");
+    }
+    let campaign = converted(json!({
+        "type": "campaign", "id": "campaign--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+        "created": "2017-01-01T00:00:00.000Z", "modified": "2017-01-01T00:00:00.000Z",
+        "name": "c", "labels": ["kept"]
+    }));
+    assert_eq!(
+        campaign["labels"],
+        json!(["kept"]),
+        "other types keep labels"
+    );
+}
+
+#[test]
+fn converts_an_indicator_and_its_pattern() {
+    let out = converted(json!({
+        "type": "indicator", "id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+        "created": "2017-01-01T00:00:00Z", "modified": "2017-01-01T00:00:00.5Z",
+        "labels": ["malicious-activity"], "valid_from": "2017-01-01T00:00:00Z",
+        "pattern": "[file:hashes.ssdeep = 'x' AND file:created > t'2016-01-01T00:00:00Z']"
+    }));
+    assert_eq!(out["pattern_type"], "stix");
+    assert_eq!(out["indicator_types"], json!(["malicious-activity"]));
+    assert_eq!(
+        out["pattern"],
+        "[file:hashes.SSDEEP = 'x' AND file:ctime > t'2016-01-01T00:00:00Z']"
+    );
+    assert_eq!(out["created"], "2017-01-01T00:00:00.000Z");
+    assert_eq!(out["modified"], "2017-01-01T00:00:00.500Z");
+    assert_eq!(
+        out["valid_from"], "2017-01-01T00:00:00Z",
+        "only created/modified padded"
+    );
+}
+
+#[test]
+fn converts_the_observables_embedded_in_observed_data() {
+    let out = converted(json!({
+        "type": "observed-data", "id": "observed-data--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+        "created": "2017-01-01T00:00:00.000Z", "modified": "2017-01-01T00:00:00.000Z",
+        "first_observed": "2017-01-01T00:00:00Z", "last_observed": "2017-01-01T00:00:00Z",
+        "number_observed": 1,
+        "objects": {
+            "0": {"type": "file", "name": "a.exe", "created": "2016-01-01T00:00:00Z",
+                  "is_encrypted": false, "hashes": {"ssdeep": "3:a:b"}},
+            "1": {"type": "process", "name": "a", "binary_ref": "0", "pid": 4},
+            "2": {"type": "user-account", "user_id": "u",
+                  "password_last_changed": "2016-01-01T00:00:00Z"}
+        },
+        "external_references": [{"source_name": "s", "hashes": {"ssdeep": "3:c:d"}}]
+    }));
+    let objects = &out["objects"];
+    assert_eq!(
+        objects["0"],
+        json!({"type": "file", "name": "a.exe", "ctime": "2016-01-01T00:00:00Z",
+               "hashes": {"SSDEEP": "3:a:b"}})
+    );
+    assert_eq!(
+        objects["1"],
+        json!({"type": "process", "image_ref": "0", "pid": 4})
+    );
+    assert_eq!(
+        objects["2"]["credential_last_changed"],
+        "2016-01-01T00:00:00Z"
+    );
+    assert_eq!(
+        out["external_references"][0]["hashes"],
+        json!({"SSDEEP": "3:c:d"})
+    );
+}
+
+#[test]
+fn an_object_of_a_20_bundle_is_20_even_without_created() {
+    let object = raw(json!({
+        "type": "x-custom", "id": "x-custom--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f", "x": 1
+    }));
+    assert!(normalize(&object).unwrap().original.is_none());
+    let in_bundle = normalize_from(&object, Some("2.0")).unwrap();
+    assert!(in_bundle.original.is_some());
+    let out: serde_json::Value = serde_json::from_slice(&in_bundle.json).unwrap();
+    assert_eq!(out["spec_version"], "2.1");
+}

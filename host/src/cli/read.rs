@@ -68,6 +68,10 @@ pub struct ObjectArgs {
     /// Show the quarantine instead: objects rejected, with the reason.
     #[arg(long)]
     pub quarantine: bool,
+    /// Show the objects as the server sent them instead, before their
+    /// conversion to STIX 2.1 (only converted objects have one).
+    #[arg(long, conflicts_with = "quarantine")]
+    pub original: bool,
 }
 
 impl ObjectArgs {
@@ -97,6 +101,7 @@ impl ObjectArgs {
                 include: self.include,
                 cursor: self.cursor.clone(),
                 quarantine: self.quarantine,
+                original: self.original,
             },
             stages,
         }

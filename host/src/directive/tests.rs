@@ -50,6 +50,7 @@ fn parses_every_stage() {
         }),
         cursor: Cursor::decode(&cursor),
         quarantine: false,
+        original: false,
     };
     assert_eq!(q.source, source);
     assert_eq!(

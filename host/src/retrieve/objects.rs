@@ -17,7 +17,8 @@ use crate::db::Database;
 use crate::output::{Content, ObjectFormat, ObjectWriter};
 use crate::query::{Cursor, Include, ObjectQuery, Pipeline, Stage, Verdict, VersionMatch};
 use crate::store::{
-    OBJECT_PREFIX, QUARANTINE_PREFIX, StoreRef, VersionRow, object_group, prefix_end,
+    OBJECT_PREFIX, ORIGINAL_PREFIX, QUARANTINE_PREFIX, StoreRef, VersionRow, object_group,
+    prefix_end,
 };
 use crate::timestamp;
 
@@ -49,6 +50,7 @@ pub fn write_objects(
     let pipeline = Pipeline::new(&query.stages);
     let content = match (query.source.quarantine, pipeline.fields()) {
         (true, _) => Content::Quarantine,
+        (false, None) if query.source.original => Content::Original,
         (false, Some(fields)) => Content::Projection(fields.to_vec()),
         (false, None) => Content::Stix,
     };
@@ -88,18 +90,17 @@ fn key_ranges(query: &ObjectQuery) -> Vec<(String, String)> {
             _ => None,
         })
     };
+    let base = if query.source.original {
+        ORIGINAL_PREFIX
+    } else {
+        OBJECT_PREFIX
+    };
     let ids = leading().find_map(|f| f.pinned("id"));
     let types = leading().find_map(|f| f.pinned("type"));
     let mut prefixes: Vec<String> = match (ids, types) {
-        (Some(ids), _) => ids
-            .iter()
-            .map(|id| format!("{OBJECT_PREFIX}{id}/"))
-            .collect(),
-        (None, Some(types)) => types
-            .iter()
-            .map(|t| format!("{OBJECT_PREFIX}{t}--"))
-            .collect(),
-        (None, None) => vec![OBJECT_PREFIX.to_string()],
+        (Some(ids), _) => ids.iter().map(|id| format!("{base}{id}/")).collect(),
+        (None, Some(types)) => types.iter().map(|t| format!("{base}{t}--")).collect(),
+        (None, None) => vec![base.to_string()],
     };
     prefixes.sort();
     prefixes.dedup();
