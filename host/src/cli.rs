@@ -7,14 +7,21 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod schedule;
+
+use std::sync::Arc;
+
+use self::schedule::{RetryArgs, RunsArgs, ScheduleArgs, ServeArgs};
 use crate::db::Database;
 use crate::directive::{self, Directive};
 use crate::engine::{BUILTIN_PLUGIN, BUILTIN_PLUGIN_NAME, PluginEngine, PluginSource};
 use crate::feeds::{DEFAULT_TENANT, Feed};
+use crate::progress::{ProgressBar, RunProgress};
 use crate::retrieve::{self, ObjectFormat, ObjectQuery, Versions};
-use crate::runner::{ImportOutcome, Runner};
+use crate::runner::{ImportOutcome, RunOptions, Runner};
 use crate::runs::RunStatus;
 use crate::secret::PasswordSource;
+use crate::shutdown::Shutdown;
 
 /// Environment variable naming the data directory.
 pub const DATA_DIR_ENV: &str = "TAXII_HOST_DATA_DIR";
@@ -60,6 +67,10 @@ pub enum Command {
     Config(ConfigCommand),
     /// Import a feed now, once, and print what the run did.
     Import(ImportArgs),
+    /// Import every feed on its own interval until stopped (SIGINT/SIGTERM).
+    Serve(ServeArgs),
+    /// A store's run history: each run's counts, HTTP statuses and failure.
+    Runs(RunsArgs),
     /// Read the event stores: list them, or query one's objects as STIX.
     #[command(subcommand)]
     Retrieve(RetrieveCommand),
@@ -120,6 +131,8 @@ pub struct ConfigAddArgs {
     /// Replace the feed if it exists (its store is kept).
     #[arg(long)]
     pub replace: bool,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
 }
 
 /// `import`.
@@ -130,6 +143,8 @@ pub struct ImportArgs {
     /// How to print the run's report.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
+    #[command(flatten)]
+    pub retry: RetryArgs,
 }
 
 /// Report output.
@@ -268,11 +283,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         data_dir,
         cache_dir,
         guest_stderr: cli.verbose >= 2,
+        quiet: cli.quiet,
     };
     crate::feeds::check_name("tenant", &context.tenant)?;
     match cli.command {
         Command::Config(command) => context.config(command),
         Command::Import(args) => context.import(args),
+        Command::Serve(args) => context.serve(args),
+        Command::Runs(args) => context.runs(args),
         Command::Retrieve(RetrieveCommand::List(args)) => context.list(args.format),
         Command::Retrieve(RetrieveCommand::Query(args)) => {
             context.query_store(&args.name, &args.output)
@@ -290,6 +308,7 @@ struct Session {
     data_dir: PathBuf,
     cache_dir: Option<PathBuf>,
     guest_stderr: bool,
+    quiet: bool,
 }
 
 impl Session {
@@ -359,6 +378,8 @@ impl Session {
             page_size: args.page_size,
             object_types: args.types,
             added_after: args.added_after,
+            schedule: args.schedule.split().0,
+            limits: args.schedule.split().1,
         };
         feed.check()?;
         let problems = runtime.block_on(runner.validate(&feed))?;
@@ -384,8 +405,25 @@ impl Session {
 
     fn import(&self, args: ImportArgs) -> Result<ExitCode> {
         let feed = self.db()?.require_feed(&self.tenant, &args.name)?;
-        let runner = self.runner()?;
-        let outcome = runtime()?.block_on(runner.import(&feed))?;
+        let runner = self.runner()?.with_retry(args.retry.policy());
+        let interactive = args.format == ReportFormat::Text && !self.quiet;
+        let stderr_is_terminal = std::io::stderr().is_terminal();
+        let progress = Arc::new(RunProgress::new(
+            &feed.name,
+            interactive && !stderr_is_terminal,
+        ));
+        let shutdown = Shutdown::new();
+        let options = RunOptions {
+            progress: progress.clone(),
+            ..RunOptions::manual(&feed, shutdown.clone())
+        };
+        let outcome = runtime()?.block_on(async {
+            shutdown.listen_for_signals()?;
+            let _bar = interactive
+                .then(|| ProgressBar::on_terminal(&progress))
+                .flatten();
+            runner.import_with(&feed, options).await
+        })?;
         let mut out = std::io::stdout().lock();
         match args.format {
             ReportFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&outcome)?)?,
@@ -467,6 +505,8 @@ fn write_feed_table(feeds: &[Feed], out: &mut impl Write) -> Result<()> {
         "PASSWORD FROM",
         "PAGE",
         "TYPES",
+        "EVERY",
+        "RATE",
     ]);
     for feed in feeds {
         table.add_row([
@@ -483,6 +523,10 @@ fn write_feed_table(feeds: &[Feed], out: &mut impl Write) -> Result<()> {
             } else {
                 feed.object_types.join(",")
             },
+            humantime::format_duration(feed.schedule.every).to_string(),
+            feed.limits
+                .rate
+                .map_or_else(|| "-".into(), |r| r.to_string()),
         ]);
     }
     writeln!(out, "{table}")?;
@@ -493,6 +537,7 @@ fn write_outcome(outcome: &ImportOutcome, out: &mut impl Write) -> Result<()> {
     let status = match outcome.status {
         RunStatus::Ok => "ok",
         RunStatus::Partial => "partial (page limit reached; the next run continues)",
+        RunStatus::Interrupted => "interrupted (stopped on request; the next run continues)",
         _ => "failed",
     };
     writeln!(
@@ -514,6 +559,15 @@ fn write_outcome(outcome: &ImportOutcome, out: &mut impl Write) -> Result<()> {
         if let Some(cursor) = &r.cursor {
             writeln!(out, "  cursor {cursor}")?;
         }
+        let http = &outcome.http;
+        writeln!(
+            out,
+            "  requests {}: {}, retries {}, waited {}",
+            http.requests,
+            crate::progress::format_statuses(&http.http_statuses),
+            http.retries,
+            humantime::format_duration(std::time::Duration::from_millis(http.waited_ms))
+        )?;
         for rejected in r.rejected.iter().take(5) {
             let id = rejected.id.as_deref().unwrap_or("(no id)");
             writeln!(out, "  rejected {id}: {}", rejected.reason)?;

@@ -1,12 +1,15 @@
 //! Feed configurations: which collection each feed imports, and how.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use crate::db::Database;
+use crate::politeness::{OriginLimits, Rate};
+use crate::schedule::{FeedSchedule, Lookback};
 use crate::secret::PasswordSource;
 
 /// The tenant used when none is given.
@@ -36,6 +39,10 @@ pub struct Feed {
     pub object_types: Vec<String>,
     /// Where the first run starts (`added_after`).
     pub added_after: Option<String>,
+    /// When `serve` runs it.
+    pub schedule: FeedSchedule,
+    /// How hard its server may be asked.
+    pub limits: OriginLimits,
 }
 
 /// Checks a feed or tenant name: it names a store and appears in output.
@@ -90,8 +97,35 @@ impl Feed {
             page_size: row.get("page_size")?,
             object_types: serde_json::from_str(&types).unwrap_or_default(),
             added_after: row.get("added_after")?,
+            schedule: FeedSchedule {
+                every: millis(row.get("every_ms")?),
+                initial_lookback: match row.get::<_, Option<u64>>("initial_lookback_ms")? {
+                    Some(ms) => Lookback::Window(millis(ms)),
+                    None => Lookback::All,
+                },
+            },
+            limits: OriginLimits {
+                rate: match (row.get("rate_requests")?, row.get("rate_per_ms")?) {
+                    (Some(requests), Some(per)) => Some(Rate {
+                        requests,
+                        per: millis(per),
+                    }),
+                    _ => None,
+                },
+                burst: row.get("burst")?,
+                connect_timeout: millis(row.get("connect_timeout_ms")?),
+                response_timeout: millis(row.get("response_timeout_ms")?),
+            },
         })
     }
+}
+
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+fn as_millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Database {
@@ -109,15 +143,27 @@ impl Database {
             Some(PasswordSource::File(path)) => (None, Some(path.display().to_string())),
             None => (None, None),
         };
+        let lookback = match feed.schedule.initial_lookback {
+            Lookback::All => None,
+            Lookback::Window(window) => Some(as_millis(window)),
+        };
+        let limits = &feed.limits;
         self.conn.execute(
             "INSERT INTO feeds (tenant, name, plugin, collection_url, username, password_env,
-                                password_file, page_size, object_types, added_after, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                                password_file, page_size, object_types, added_after, created_at,
+                                every_ms, initial_lookback_ms, rate_requests, rate_per_ms, burst,
+                                connect_timeout_ms, response_timeout_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18)
              ON CONFLICT (tenant, name) DO UPDATE SET
                 plugin = excluded.plugin, collection_url = excluded.collection_url,
                 username = excluded.username, password_env = excluded.password_env,
                 password_file = excluded.password_file, page_size = excluded.page_size,
-                object_types = excluded.object_types, added_after = excluded.added_after",
+                object_types = excluded.object_types, added_after = excluded.added_after,
+                every_ms = excluded.every_ms, initial_lookback_ms = excluded.initial_lookback_ms,
+                rate_requests = excluded.rate_requests, rate_per_ms = excluded.rate_per_ms,
+                burst = excluded.burst, connect_timeout_ms = excluded.connect_timeout_ms,
+                response_timeout_ms = excluded.response_timeout_ms",
             params![
                 feed.tenant,
                 feed.name,
@@ -130,6 +176,13 @@ impl Database {
                 serde_json::to_string(&feed.object_types)?,
                 feed.added_after,
                 crate::now_rfc3339(),
+                as_millis(feed.schedule.every),
+                lookback,
+                limits.rate.map(|r| r.requests),
+                limits.rate.map(|r| as_millis(r.per)),
+                limits.burst,
+                as_millis(limits.connect_timeout),
+                as_millis(limits.response_timeout),
             ],
         )?;
         Ok(())
@@ -198,6 +251,16 @@ mod tests {
             page_size: Some(7),
             object_types: vec!["indicator".into()],
             added_after: None,
+            schedule: FeedSchedule {
+                every: Duration::from_secs(900),
+                initial_lookback: Lookback::Window(Duration::from_secs(86_400)),
+            },
+            limits: OriginLimits {
+                rate: Some("5/min".parse().unwrap()),
+                burst: 2,
+                connect_timeout: Duration::from_secs(3),
+                response_timeout: Duration::from_secs(7),
+            },
         }
     }
 

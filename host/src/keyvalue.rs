@@ -7,11 +7,14 @@
 //! Database failures are returned to the plugin as `error::other`; misuse
 //! of a resource handle traps.
 
+use std::sync::Arc;
+
 use anyhow::Result;
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
 use crate::bindings::wasi::keyvalue::{batch, store};
 use crate::db::Database;
+use crate::progress::RunProgress;
 
 /// Keys returned per `list-keys` call.
 const LIST_KEYS_PAGE: u32 = 1000;
@@ -26,6 +29,7 @@ pub struct Bucket {
 pub struct BucketAccess {
     db: Option<Database>,
     store_id: i64,
+    progress: Option<Arc<RunProgress>>,
 }
 
 impl BucketAccess {
@@ -34,6 +38,19 @@ impl BucketAccess {
         Self {
             db: Some(db),
             store_id,
+            progress: None,
+        }
+    }
+
+    /// Counts each committed batch in `progress`.
+    pub fn with_progress(mut self, progress: Arc<RunProgress>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    fn committed(&self, entries: &[(String, Vec<u8>)]) {
+        if let Some(progress) = &self.progress {
+            progress.committed(entries);
         }
     }
 
@@ -42,6 +59,7 @@ impl BucketAccess {
         Self {
             db: None,
             store_id: 0,
+            progress: None,
         }
     }
 }
@@ -158,7 +176,11 @@ impl batch::Host for KeyValue<'_> {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> Answer<()> {
         let (db, id) = self.bucket(&bucket)?;
-        answer(db.set_entries(id, &key_values))
+        let result = db.set_entries(id, &key_values);
+        if result.is_ok() {
+            self.access.committed(&key_values);
+        }
+        answer(result)
     }
 
     fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Answer<()> {

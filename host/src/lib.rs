@@ -6,8 +6,12 @@
 //!   bucket, and HTTP to its feed's origin with the credentials added there;
 //! - [`db`], [`feeds`], [`store`] and [`runs`] keep configurations, event
 //!   stores and run history in one SQLite file;
-//! - [`runner`] runs one import; [`retrieve`] and [`directive`] read stores
-//!   back; [`cli`] is the command line.
+//! - [`politeness`] keeps each run within its server's limits (one request
+//!   in flight, a rate, `Retry-After`, backoff, timeouts);
+//! - [`runner`] runs one import, [`progress`] counts what it does, and
+//!   [`schedule`] runs every feed on its interval until [`shutdown`];
+//! - [`retrieve`] and [`directive`] read stores back; [`cli`] is the
+//!   command line.
 
 pub mod bindings;
 pub mod cli;
@@ -16,11 +20,16 @@ pub mod directive;
 pub mod engine;
 pub mod feeds;
 pub mod keyvalue;
+pub mod lock;
 pub mod policy;
+pub mod politeness;
+pub mod progress;
 pub mod retrieve;
 pub mod runner;
 pub mod runs;
+pub mod schedule;
 pub mod secret;
+pub mod shutdown;
 pub mod state;
 pub mod store;
 

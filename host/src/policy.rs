@@ -25,6 +25,7 @@ use wasmtime_wasi_http::{
     WasiHttpHooks,
 };
 
+use crate::politeness::PoliteClient;
 use crate::secret::Secret;
 
 /// A scheme, host and port.
@@ -89,6 +90,7 @@ pub struct OutgoingPolicy {
     origin: Option<Origin>,
     credentials: Option<Credentials>,
     denied: Arc<AtomicU64>,
+    politeness: Option<PoliteClient>,
 }
 
 impl OutgoingPolicy {
@@ -98,7 +100,15 @@ impl OutgoingPolicy {
             origin: Some(origin),
             credentials,
             denied: Arc::default(),
+            politeness: None,
         }
+    }
+
+    /// Sends allowed requests through `client`, which applies the origin's
+    /// limits, timeouts and retries (see [`crate::politeness`]).
+    pub fn with_politeness(mut self, client: PoliteClient) -> Self {
+        self.politeness = Some(client);
+        self
     }
 
     /// A policy that refuses every request (for `describe` and
@@ -108,6 +118,7 @@ impl OutgoingPolicy {
             origin: None,
             credentials: None,
             denied: Arc::default(),
+            politeness: None,
         }
     }
 
@@ -172,6 +183,9 @@ impl WasiHttpHooks for OutgoingPolicy {
             body
         };
         let request = Request::from_parts(parts, body);
+        if let Some(client) = self.politeness.clone() {
+            return Box::new(client.send(request, options));
+        }
         Box::new(async move {
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((

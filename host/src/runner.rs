@@ -1,9 +1,10 @@
 //! One import run: load the feed's plugin, give it a sandbox that reaches
-//! only the feed's origin and bucket, call `import-any-intel`, and record
-//! the run.
+//! only the feed's origin (within its limits) and bucket, call
+//! `import-any-intel`, and record the run.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -16,8 +17,12 @@ use crate::db::Database;
 use crate::engine::{EPOCH_TICK, PluginEngine, PluginSource};
 use crate::feeds::Feed;
 use crate::keyvalue::BucketAccess;
+use crate::lock::Lock;
 use crate::policy::{Credentials, Origin, OutgoingPolicy};
-use crate::runs::{RunCounts, RunEnd, RunStatus};
+use crate::politeness::{OriginLimits, Politeness, RetryPolicy};
+use crate::progress::{ProgressSnapshot, RunProgress};
+use crate::runs::{HttpCounts, RunCounts, RunEnd, RunStart, RunStatus};
+use crate::shutdown::Shutdown;
 use crate::state::RunState;
 use crate::store::StoreRef;
 
@@ -33,6 +38,29 @@ pub struct Runner {
     data_dir: PathBuf,
     guest_stderr: bool,
     deadline: Duration,
+    politeness: Politeness,
+}
+
+/// How a run is started, and what it reports to while it goes.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// What started it, recorded in the run history.
+    pub start: RunStart,
+    /// Asks the run to stop.
+    pub shutdown: Shutdown,
+    /// Counters the run updates as it goes.
+    pub progress: Arc<RunProgress>,
+}
+
+impl RunOptions {
+    /// An `import` of `feed` from the command line.
+    pub fn manual(feed: &Feed, shutdown: Shutdown) -> Self {
+        Self {
+            start: RunStart::default(),
+            shutdown,
+            progress: Arc::new(RunProgress::new(&feed.name, false)),
+        }
+    }
 }
 
 /// How one import ended.
@@ -44,10 +72,12 @@ pub struct ImportOutcome {
     pub store: String,
     /// The run's id in the run history.
     pub run_id: i64,
-    /// `ok`, `partial` or `failed`.
+    /// `ok`, `partial`, `failed` or `interrupted`.
     pub status: RunStatus,
     /// What the run did (on failure: what it committed before failing).
     pub report: Option<RunReport>,
+    /// What it saw of HTTP.
+    pub http: HttpCounts,
     /// Why it failed.
     pub error: Option<RunFailure>,
 }
@@ -61,6 +91,9 @@ pub struct RunFailure {
     pub message: String,
     /// What to do.
     pub fix: String,
+    /// For `rate-limited`: how long the server asked to wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl Runner {
@@ -71,7 +104,14 @@ impl Runner {
             data_dir,
             guest_stderr,
             deadline: DEFAULT_RUN_DEADLINE,
+            politeness: Politeness::new(RetryPolicy::default()),
         }
+    }
+
+    /// Sends failed requests again by `retry` instead of the default.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.politeness = Politeness::new(retry);
+        self
     }
 
     /// The engine, for describing or validating plugins.
@@ -79,28 +119,54 @@ impl Runner {
         &self.engine
     }
 
-    /// Runs one import of `feed` and records it.
+    /// Where configurations and stores live.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Runs one import of `feed` from the command line and records it.
     pub async fn import(&self, feed: &Feed) -> Result<ImportOutcome> {
+        self.import_with(feed, RunOptions::manual(feed, Shutdown::new()))
+            .await
+    }
+
+    /// Runs one import of `feed` and records it. Fails without running if
+    /// another process is importing the feed ([`crate::lock::LockError`]).
+    pub async fn import_with(&self, feed: &Feed, options: RunOptions) -> Result<ImportOutcome> {
+        let _one_run = Lock::feed(&self.data_dir, &feed.tenant, &feed.name)?;
         let db = Database::open(&self.data_dir)?;
         let source = PluginSource::from_path(feed.plugin.as_deref());
         let pre = self.engine.load(&source)?;
         let store = db.ensure_store(&feed.tenant, &feed.name, &plugin_label(&source))?;
-        let run_id = db.begin_run(&store)?;
+        let limits = origin_limits(&db, feed);
+        let run_id = db.begin_run(&store, &options.start)?;
         tracing::info!(feed = %feed.name, url = %feed.collection_url, "import started");
-        let (report, error) = match self.run(&pre, feed, &store).await {
-            Ok(Ok(report)) => (Some(report), None),
-            Ok(Err(failure)) => {
+        let run = self.run(&pre, feed, &store, limits, &options);
+        let result = tokio::select! {
+            result = run => Some(result),
+            () = options.shutdown.abandoning() => None,
+        };
+        let (report, error) = match result {
+            Some(Ok(Ok(report))) => (Some(report), None),
+            Some(Ok(Err(failure))) if options.progress.was_stopped() => {
+                (Some(failure.progress), Some(stopped(false)))
+            }
+            Some(Ok(Err(failure))) => {
                 let error = explain(&failure.error, feed);
                 (Some(failure.progress), Some(error))
             }
-            Err(host) => (None, Some(host_failure(&host))),
+            Some(Err(host)) => (None, Some(host_failure(&host))),
+            None => (None, Some(stopped(true))),
         };
         let status = match (&report, &error) {
+            (_, Some(e)) if e.kind == "interrupted" => RunStatus::Interrupted,
             (_, Some(_)) => RunStatus::Failed,
             (Some(r), None) if !r.complete => RunStatus::Partial,
             _ => RunStatus::Ok,
         };
-        db.finish_run(run_id, &run_end(status, report.as_ref(), error.as_ref()))?;
+        let seen = options.progress.snapshot();
+        let end = run_end(status, report.as_ref(), error.as_ref(), &seen);
+        db.finish_run(run_id, &end)?;
         log_outcome(feed, report.as_ref(), error.as_ref());
         Ok(ImportOutcome {
             feed: feed.name.clone(),
@@ -108,6 +174,7 @@ impl Runner {
             run_id,
             status,
             report,
+            http: end.http,
             error,
         })
     }
@@ -161,6 +228,8 @@ impl Runner {
         pre: &FeedPluginPre<RunState>,
         feed: &Feed,
         store: &StoreRef,
+        limits: OriginLimits,
+        options: &RunOptions,
     ) -> Result<Result<RunReport, types::ImportFailure>> {
         let credentials = match (&feed.username, &feed.password) {
             (Some(username), Some(source)) => Some(Credentials {
@@ -174,8 +243,15 @@ impl Runner {
         })?;
         let origin = Origin::of_url(&url)
             .with_context(|| format!("the Collection URL {url} has no host and port"))?;
-        let policy = OutgoingPolicy::new(origin, credentials);
-        let bucket = BucketAccess::new(Database::open(&self.data_dir)?, store.id);
+        let client = self.politeness.client(
+            &origin.to_string(),
+            limits,
+            options.progress.clone(),
+            options.shutdown.clone(),
+        );
+        let policy = OutgoingPolicy::new(origin, credentials).with_politeness(client);
+        let bucket = BucketAccess::new(Database::open(&self.data_dir)?, store.id)
+            .with_progress(options.progress.clone());
         let state = RunState::new(policy, bucket, self.guest_stderr);
         let mut wasm = Store::new(self.engine.engine(), state);
         wasm.set_epoch_deadline(ticks(self.deadline));
@@ -183,7 +259,13 @@ impl Runner {
             .instantiate_async(&mut wasm)
             .await
             .map_err(anyhow::Error::from)?;
-        let config = wit_config(feed);
+        let mut config = wit_config(feed);
+        if config.added_after.is_none() {
+            config.added_after = feed
+                .schedule
+                .initial_lookback
+                .added_after(SystemTime::now());
+        }
         plugin
             .taxii_feed_importer()
             .call_import_any_intel(&mut wasm, &config)
@@ -215,24 +297,78 @@ fn plugin_label(source: &PluginSource) -> String {
     }
 }
 
-fn run_end(status: RunStatus, report: Option<&RunReport>, error: Option<&RunFailure>) -> RunEnd {
+/// The rate and burst of the strictest feed of this tenant on the same
+/// origin, with this feed's timeouts.
+fn origin_limits(db: &Database, feed: &Feed) -> OriginLimits {
+    let origin_of = |f: &Feed| {
+        Url::parse(&f.collection_url)
+            .ok()
+            .and_then(|u| Origin::of_url(&u))
+    };
+    let Some(origin) = origin_of(feed) else {
+        return feed.limits;
+    };
+    let feeds = db.feeds(&feed.tenant).unwrap_or_default();
+    let same_origin = feeds
+        .iter()
+        .filter(|f| origin_of(f).as_ref() == Some(&origin));
+    feed.limits.strictest(same_origin.map(|f| &f.limits))
+}
+
+fn run_end(
+    status: RunStatus,
+    report: Option<&RunReport>,
+    error: Option<&RunFailure>,
+    seen: &ProgressSnapshot,
+) -> RunEnd {
+    let counts = match report {
+        Some(report) => RunCounts {
+            pages: report.pages.into(),
+            received: report.received,
+            stored: report.stored,
+            duplicates: report.duplicates,
+            rejected: report.rejected_count,
+            quarantined: seen.quarantined,
+        },
+        // No report: the host's own count of what was committed.
+        None => RunCounts {
+            pages: seen.pages,
+            stored: seen.objects,
+            quarantined: seen.quarantined,
+            ..RunCounts::default()
+        },
+    };
     RunEnd {
         status,
-        counts: report.map(counts).unwrap_or_default(),
+        counts,
+        http: HttpCounts {
+            requests: seen.requests,
+            retries: seen.retries,
+            waited_ms: seen.waited_ms,
+            http_statuses: seen.statuses.clone(),
+        },
         cursor: report.and_then(|r| r.cursor.clone()),
         error_kind: error.map(|e| e.kind.clone()),
         error: error.map(|e| format!("{} (fix: {})", e.message, e.fix)),
+        fix: error.map(|e| e.fix.clone()),
         report: report.and_then(|r| serde_json::to_string(r).ok()),
     }
 }
 
-fn counts(report: &RunReport) -> RunCounts {
-    RunCounts {
-        pages: report.pages.into(),
-        received: report.received,
-        stored: report.stored,
-        duplicates: report.duplicates,
-        rejected: report.rejected_count,
+/// A run ended by a stop request: after its last committed page, or
+/// (`abandoned`) wherever it was.
+fn stopped(abandoned: bool) -> RunFailure {
+    let message = if abandoned {
+        "the host was stopped and abandoned the run before it ended; the pages it \
+         committed are kept, a page being read was dropped"
+    } else {
+        "the host was asked to stop; the run ended after its last committed page"
+    };
+    RunFailure {
+        kind: "interrupted".into(),
+        message: message.into(),
+        fix: "nothing: the next run resumes from the stored cursor".into(),
+        retry_after_seconds: None,
     }
 }
 
@@ -271,6 +407,7 @@ fn host_failure(error: &anyhow::Error) -> RunFailure {
         } else {
             "see the message; nothing was lost from the store".into()
         },
+        retry_after_seconds: None,
     }
 }
 
@@ -353,9 +490,14 @@ pub fn explain(error: &ImportError, feed: &Feed) -> RunFailure {
         ),
         ImportError::Other(m) => ("other", m, "see the message".into()),
     };
+    let retry_after_seconds = match error {
+        ImportError::RateLimited(limit) => limit.retry_after_seconds,
+        _ => None,
+    };
     RunFailure {
         kind: kind.into(),
         message: format!("feed {name}: {message}"),
         fix,
+        retry_after_seconds,
     }
 }
