@@ -5,9 +5,11 @@
 //! Each test gets its own data directory and its own server; compiled
 //! plugins are cached once for every test in `target/test-cache`.
 
+pub mod fault_proxy;
 pub mod host;
 pub mod medallion;
 pub mod python;
+pub mod snapshot;
 
 use std::path::{Path, PathBuf};
 
