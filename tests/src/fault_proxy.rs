@@ -44,11 +44,13 @@ pub enum RetryAfter {
     Date(Duration),
 }
 
-/// Which requests get a fault: those whose path and query contain `when`,
-/// from the `skip + 1`-th on, every `every`-th, `times` times at most.
+/// Which requests get a fault: those whose path and query contain `when`
+/// (or equal it, for [`Rule::exact`]), from the `skip + 1`-th on, every
+/// `every`-th, `times` times at most.
 #[derive(Debug, Clone)]
 pub struct Rule {
     when: String,
+    exact: bool,
     skip: u32,
     every: u32,
     times: Option<u32>,
@@ -62,12 +64,21 @@ impl Rule {
     pub fn new(when: &str, fault: Fault) -> Self {
         Self {
             when: when.to_string(),
+            exact: false,
             skip: 0,
             every: 1,
             times: None,
             fault,
             matched: 0,
             applied: 0,
+        }
+    }
+
+    /// Every request whose path and query are exactly `target` gets `fault`.
+    pub fn exact(target: &str, fault: Fault) -> Self {
+        Self {
+            exact: true,
+            ..Self::new(target, fault)
         }
     }
 
@@ -90,7 +101,12 @@ impl Rule {
     }
 
     fn pick(&mut self, target: &str) -> Option<Fault> {
-        if !target.contains(&self.when) {
+        let matches = if self.exact {
+            target == self.when
+        } else {
+            target.contains(&self.when)
+        };
+        if !matches {
             return None;
         }
         self.matched += 1;

@@ -8,6 +8,7 @@
 pub mod fault_proxy;
 pub mod host;
 pub mod medallion;
+pub mod proxied;
 pub mod python;
 pub mod snapshot;
 
