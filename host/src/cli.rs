@@ -252,7 +252,7 @@ pub fn init_tracing(cli: &Cli) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::progress::StderrAboveBar)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();

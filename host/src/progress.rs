@@ -173,6 +173,51 @@ pub fn format_statuses(statuses: &BTreeMap<String, u64>) -> String {
         .join(" ")
 }
 
+/// The bar on screen, if any: log lines are written above it.
+static ACTIVE_BAR: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+
+/// Makes the log's writers: stderr, above the progress bar when one is on
+/// screen (so that a log line never lands in the middle of the bar).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StderrAboveBar;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for StderrAboveBar {
+    type Writer = LogLine;
+
+    fn make_writer(&'a self) -> LogLine {
+        LogLine(Vec::new())
+    }
+}
+
+/// One log event, written to stderr when dropped.
+#[derive(Debug)]
+pub struct LogLine(Vec<u8>);
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        use std::io::Write as _;
+        let bar = ACTIVE_BAR.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let write = || {
+            let _ = std::io::stderr().lock().write_all(&self.0);
+        };
+        match bar {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        }
+    }
+}
+
 /// A progress bar on stderr, redrawn from a run's counters until dropped.
 pub struct ProgressBar {
     bar: indicatif::ProgressBar,
@@ -206,6 +251,7 @@ impl ProgressBar {
                 })
                 .ok()
         };
+        *ACTIVE_BAR.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
         Some(Self { bar, stop, updater })
     }
 }
@@ -216,6 +262,7 @@ impl Drop for ProgressBar {
         if let Some(updater) = self.updater.take() {
             let _ = updater.join();
         }
+        *ACTIVE_BAR.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.bar.finish_and_clear();
     }
 }

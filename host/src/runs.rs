@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::time::SystemTime;
 
 use anyhow::Result;
 use rusqlite::{OptionalExtension, Row, params};
@@ -42,17 +43,25 @@ impl Trigger {
 pub struct RunStart {
     /// What started it.
     pub trigger: Trigger,
-    /// When the scheduler meant it to start (RFC 3339).
-    pub scheduled_at: Option<String>,
+    /// When it started (for the scheduler: when it decided to start it, the
+    /// moment its next run is counted from).
+    pub started_at: SystemTime,
+    /// When the scheduler meant it to start.
+    pub scheduled_at: Option<SystemTime>,
 }
 
 impl Default for RunStart {
     fn default() -> Self {
         Self {
             trigger: Trigger::Manual,
+            started_at: SystemTime::now(),
             scheduled_at: None,
         }
     }
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_micros(at).to_string()
 }
 
 /// A run's final state.
@@ -250,9 +259,9 @@ impl Database {
              VALUES (?1, ?2, 'running', ?3, ?4, ?5)",
             params![
                 store.id,
-                crate::now_rfc3339(),
+                rfc3339(start.started_at),
                 start.trigger.as_str(),
-                start.scheduled_at,
+                start.scheduled_at.map(rfc3339),
                 std::process::id(),
             ],
         )?;
@@ -403,9 +412,11 @@ mod tests {
         let db = Database::open(dir.path()).unwrap();
         let store = store(&db);
         let dead = db.begin_run(&store, &RunStart::default()).unwrap();
+        let scheduled = humantime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
         let start = RunStart {
             trigger: Trigger::Schedule,
-            scheduled_at: Some("2026-01-01T00:00:00.000000Z".into()),
+            started_at: scheduled + std::time::Duration::from_millis(5),
+            scheduled_at: Some(scheduled),
         };
         let live = db.begin_run(&store, &start).unwrap();
         let runs = db.runs(&store, 10).unwrap();
@@ -416,6 +427,8 @@ mod tests {
         assert_eq!(runs[1].fix.as_deref(), Some(DIED_FIX));
         assert_eq!(runs[0].status, RunStatus::Running);
         assert_eq!(runs[0].trigger, Trigger::Schedule);
+        assert_eq!(runs[0].started_at, "2026-01-01T00:00:00.005000Z");
+        assert_eq!(runs[0].scheduled_at.as_deref(), Some("2026-01-01T00:00:00.000000Z"));
         assert_eq!(runs[0].pid, Some(std::process::id()));
     }
 

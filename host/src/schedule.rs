@@ -238,7 +238,8 @@ impl Scheduler {
         let options = RunOptions {
             start: RunStart {
                 trigger: Trigger::Schedule,
-                scheduled_at: Some(rfc3339(slot.next_due)),
+                started_at: started,
+                scheduled_at: Some(slot.next_due),
             },
             shutdown: self.shutdown.clone(),
             progress: Arc::new(RunProgress::new(&feed.name, false)),

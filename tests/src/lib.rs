@@ -10,6 +10,7 @@ pub mod host;
 pub mod medallion;
 pub mod proxied;
 pub mod python;
+pub mod serve;
 pub mod snapshot;
 
 use std::path::{Path, PathBuf};

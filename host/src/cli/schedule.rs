@@ -160,12 +160,16 @@ impl Session {
 
     pub(super) fn runs(&self, args: RunsArgs) -> Result<ExitCode> {
         let db = self.db()?;
-        let store = db.require_store(&self.tenant, &args.name)?;
-        let runs = db.runs(&store, args.limit)?;
+        // A feed that never ran has no store yet, and no runs.
+        let runs = match db.find_store(&self.tenant, &args.name)? {
+            Some(store) => db.runs(&store, args.limit)?,
+            None if db.feed(&self.tenant, &args.name)?.is_some() => Vec::new(),
+            None => db.require_store(&self.tenant, &args.name).map(|_| Vec::new())?,
+        };
         let mut out = std::io::stdout().lock();
         match args.format {
             ListFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&runs)?)?,
-            ListFormat::Table => write_runs(&store.name, &runs, &mut out)?,
+            ListFormat::Table => write_runs(&args.name, &runs, &mut out)?,
         }
         Ok(ExitCode::SUCCESS)
     }
