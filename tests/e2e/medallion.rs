@@ -216,11 +216,25 @@ fn the_password_appears_in_no_output_log_or_store() {
             !seen.contains(secret),
             "the password leaked into the output"
         );
-        for entry in std::fs::read_dir(host.data_dir.path()).unwrap() {
-            let path = entry.unwrap().path();
+        for path in files_under(host.data_dir.path()) {
             let bytes = std::fs::read(&path).unwrap();
             let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
             assert!(!found, "the password leaked into {}", path.display());
         }
     }
+}
+
+/// Every file under `dir`, in subdirectories too (the host keeps its lock
+/// files in `locks/`).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
