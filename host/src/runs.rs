@@ -428,7 +428,10 @@ mod tests {
         assert_eq!(runs[0].status, RunStatus::Running);
         assert_eq!(runs[0].trigger, Trigger::Schedule);
         assert_eq!(runs[0].started_at, "2026-01-01T00:00:00.005000Z");
-        assert_eq!(runs[0].scheduled_at.as_deref(), Some("2026-01-01T00:00:00.000000Z"));
+        assert_eq!(
+            runs[0].scheduled_at.as_deref(),
+            Some("2026-01-01T00:00:00.000000Z")
+        );
         assert_eq!(runs[0].pid, Some(std::process::id()));
     }
 

@@ -34,9 +34,22 @@ fn import_not_on_a_terminal_logs_one_plain_line_per_page() {
     assert!(lines[0].contains("page 1 committed: 10 new objects, 10 in this run"));
     let last = format!("page {} committed: ", lines.len());
     assert!(lines.last().unwrap().contains(&last), "{lines:?}");
-    assert!(lines.last().unwrap().contains(&format!(", {versions} in this run")));
-    assert!(!run.stderr.contains('\u{1b}'), "no terminal codes: {:?}", run.stderr);
-    assert!(run.stdout.contains(&format!("stored {versions}")), "{}", run.stdout);
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .contains(&format!(", {versions} in this run"))
+    );
+    assert!(
+        !run.stderr.contains('\u{1b}'),
+        "no terminal codes: {:?}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains(&format!("stored {versions}")),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -65,10 +78,16 @@ fn import_on_a_terminal_shows_a_progress_bar() {
         .unwrap();
     let screen = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{screen}");
-    assert!(screen.contains("objects/s"), "a bar with the rate: {screen:?}");
+    assert!(
+        screen.contains("objects/s"),
+        "a bar with the rate: {screen:?}"
+    );
     assert!(screen.contains("pages "), "{screen:?}");
     assert!(screen.contains("HTTP 200×"), "{screen:?}");
-    assert!(!screen.contains(" committed: "), "no per-page lines: {screen:?}");
+    assert!(
+        !screen.contains(" committed: "),
+        "no per-page lines: {screen:?}"
+    );
     let stored = format!("stored {}", setup.manifest.len());
     assert!(screen.contains(&stored), "then the report: {screen:?}");
     assert!(
@@ -79,6 +98,9 @@ fn import_on_a_terminal_shows_a_progress_bar() {
     for line in screen.split('\n') {
         let shown = line.split('\r').rfind(|s| !s.is_empty()).unwrap_or("");
         let log = shown.contains("import started") || shown.contains("import finished");
-        assert!(!(log && shown.contains("objects/s")), "a log line inside the bar: {shown:?}");
+        assert!(
+            !(log && shown.contains("objects/s")),
+            "a log line inside the bar: {shown:?}"
+        );
     }
 }

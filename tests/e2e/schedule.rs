@@ -61,7 +61,9 @@ fn gap(from: SystemTime, to: SystemTime) -> Duration {
 /// Stops `serve` with SIGTERM and checks it exits 0, saying so.
 fn stop(mut serving: Serving) -> String {
     serving.signal("TERM");
-    let status = serving.wait(PATIENCE).expect("serve did not stop on SIGTERM");
+    let status = serving
+        .wait(PATIENCE)
+        .expect("serve did not stop on SIGTERM");
     let log = serving.log();
     assert!(status.success(), "serve exited with {status}:\n{log}");
     assert!(log.contains("stopped: "), "{log}");
@@ -115,7 +117,10 @@ fn serve_keeps_intervals_jitter_the_concurrency_bound_reloads_and_stops_cleanly(
             );
             assert!(run["finished_at"].is_string(), "ended: {run:#}");
             let (scheduled, started) = (time(run, "scheduled_at"), time(run, "started_at"));
-            assert!(started + MICRO >= scheduled, "{feed} started early: {run:#}");
+            assert!(
+                started + MICRO >= scheduled,
+                "{feed} started early: {run:#}"
+            );
         }
         for pair in runs.windows(2) {
             let previous_end = time(&pair[0], "finished_at");
@@ -138,7 +143,10 @@ fn serve_keeps_intervals_jitter_the_concurrency_bound_reloads_and_stops_cleanly(
 
     let all: Vec<&Value> = history.values().flatten().collect();
     let most = most_at_once(&all);
-    assert_eq!(most, 2, "at most --max-concurrent runs at once, and that many");
+    assert_eq!(
+        most, 2,
+        "at most --max-concurrent runs at once, and that many"
+    );
 
     let seen = setup.proxy.seen();
     for pair in seen.windows(2) {
@@ -182,7 +190,11 @@ fn sigterm_lets_runs_commit_their_page_then_exits_and_loses_nothing() {
             .iter()
             .all(|f| setup.snapshot(f).versions.len() >= 4)
     });
-    assert!(started_both, "both feeds committed pages:\n{}", serving.log());
+    assert!(
+        started_both,
+        "both feeds committed pages:\n{}",
+        serving.log()
+    );
 
     let second = Serving::start(&setup.host, &[]).wait(PATIENCE).unwrap();
     assert_eq!(second.code(), Some(1), "a second serve refuses to start");
@@ -202,11 +214,17 @@ fn sigterm_lets_runs_commit_their_page_then_exits_and_loses_nothing() {
         assert_eq!(last["status"], "interrupted", "{last:#}");
         assert_eq!(last["error_kind"], "interrupted");
         let error = last["error"].as_str().unwrap();
-        assert!(error.contains("ended after its last committed page"), "{error}");
+        assert!(
+            error.contains("ended after its last committed page"),
+            "{error}"
+        );
         assert!(last["pages"].as_u64().unwrap() >= 2, "{last:#}");
         let snapshot = setup.snapshot(feed);
         snapshot.check_consistent(&setup.manifest).unwrap();
-        assert!(snapshot.versions.len() < setup.manifest.len(), "stopped midway");
+        assert!(
+            snapshot.versions.len() < setup.manifest.len(),
+            "stopped midway"
+        );
 
         let outcome = setup.import(feed, &[]);
         assert_eq!(outcome["report"]["duplicates"], 0, "{outcome:#}");
@@ -224,8 +242,7 @@ fn a_run_hanging_at_shutdown_is_abandoned_after_the_grace_period() {
     setup.proxy.add(Rule::new("next=", Fault::Hang).skip(1));
     let serving = serve(&setup, "1", "1s");
     let hanging = wait_until(PATIENCE, || {
-        setup.snapshot("feed").versions.len() >= 10
-            && setup.proxy.seen().len() >= 3
+        setup.snapshot("feed").versions.len() >= 10 && setup.proxy.seen().len() >= 3
     });
     assert!(hanging, "the run reached the hanging page");
     let log = stop(serving);
@@ -263,11 +280,20 @@ fn a_failing_feed_is_tried_again_with_backoff_before_its_interval() {
     stop(serving);
     let runs = setup.runs("feed");
     let first_ok = runs.iter().position(|r| r["status"] == "ok").unwrap();
-    assert_eq!(first_ok, 2, "two failed runs, then one that completes: {runs:#?}");
+    assert_eq!(
+        first_ok, 2,
+        "two failed runs, then one that completes: {runs:#?}"
+    );
     for pair in runs[..=first_ok].windows(2) {
         assert_eq!(pair[0]["error_kind"], "unavailable");
-        let wait = gap(time(&pair[0], "finished_at"), time(&pair[1], "scheduled_at"));
-        assert!(wait < Duration::from_secs(4), "retried before the interval: {wait:?}");
+        let wait = gap(
+            time(&pair[0], "finished_at"),
+            time(&pair[1], "scheduled_at"),
+        );
+        assert!(
+            wait < Duration::from_secs(4),
+            "retried before the interval: {wait:?}"
+        );
         assert!(wait >= Duration::from_secs(1), "after a backoff: {wait:?}");
     }
     setup
@@ -280,8 +306,8 @@ fn a_failing_feed_is_tried_again_with_backoff_before_its_interval() {
 fn the_first_run_reads_back_only_the_initial_lookback() {
     let setup = setup();
     let old = generated_bundle(40, 45, None);
-    let recent = taxii_feed_tests::host::bundle_objects(&generated_bundle(8, 46, Some(&old)))
-        .unwrap();
+    let recent =
+        taxii_feed_tests::host::bundle_objects(&generated_bundle(8, 46, Some(&old))).unwrap();
     let collection = setup.server.collection("intel");
     setup.server.add_objects(collection, &recent).unwrap();
     setup.add_feed("recent", &["--initial-lookback", "30d"]);
@@ -300,7 +326,10 @@ fn the_first_run_reads_back_only_the_initial_lookback() {
         setup.manifest.len() + recent_versions.len()
     );
     let listed = setup.host.ok(["config", "list", "--format", "json"]);
-    assert!(listed.contains(r#""initial_lookback": "30days""#), "{listed}");
+    assert!(
+        listed.contains(r#""initial_lookback": "30days""#),
+        "{listed}"
+    );
 }
 
 #[test]
@@ -316,5 +345,9 @@ fn intervals_below_the_minimum_are_refused_with_the_minimum() {
         "30s",
     ]);
     assert_eq!(run.code, Some(2), "{run:?}");
-    assert!(run.stderr.contains("the shortest interval is 1m"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the shortest interval is 1m"),
+        "{}",
+        run.stderr
+    );
 }

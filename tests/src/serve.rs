@@ -17,7 +17,10 @@ impl Serving {
     /// Starts `serve` with `args`; its stderr goes to a file in the host's
     /// data directory.
     pub fn start(host: &Host, args: &[&str]) -> Self {
-        let log = host.data_dir.path().join(format!("serve-{}.log", crate::free_port()));
+        let log = host
+            .data_dir
+            .path()
+            .join(format!("serve-{}.log", crate::free_port()));
         let file = std::fs::File::create(&log).expect("cannot create the serve log");
         let mut command = host.command(["serve"].iter().chain(args));
         let child = command

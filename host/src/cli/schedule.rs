@@ -164,7 +164,9 @@ impl Session {
         let runs = match db.find_store(&self.tenant, &args.name)? {
             Some(store) => db.runs(&store, args.limit)?,
             None if db.feed(&self.tenant, &args.name)?.is_some() => Vec::new(),
-            None => db.require_store(&self.tenant, &args.name).map(|_| Vec::new())?,
+            None => db
+                .require_store(&self.tenant, &args.name)
+                .map(|_| Vec::new())?,
         };
         let mut out = std::io::stdout().lock();
         match args.format {
