@@ -108,10 +108,10 @@ pub struct OriginLimits {
     /// Requests that may go at once after a quiet spell (the bucket size).
     pub burst: u32,
     /// Longest wait for a connection.
-    #[serde(with = "humantime_serde_ms")]
+    #[serde(serialize_with = "as_humantime")]
     pub connect_timeout: Duration,
     /// Longest wait for the first byte of an answer, and between bytes.
-    #[serde(with = "humantime_serde_ms")]
+    #[serde(serialize_with = "as_humantime")]
     pub response_timeout: Duration,
 }
 
@@ -147,13 +147,9 @@ impl OriginLimits {
     }
 }
 
-/// Serializes durations as milliseconds.
-mod humantime_serde_ms {
-    use std::time::Duration;
-
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
+/// A duration as people write it: `10s`, `2m`.
+fn as_humantime<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
 }
 
 /// How failed requests are sent again; one policy per process.
@@ -259,13 +255,18 @@ impl Politeness {
 }
 
 impl OriginGate {
-    /// Takes a token and says how long to wait before sending.
-    fn reserve(&self, limits: &OriginLimits) -> Duration {
+    /// Takes a token and says how long to wait before sending; or, when
+    /// the origin asked to wait longer than `longest`, takes nothing and
+    /// says how long that is (`Err`).
+    fn reserve(&self, limits: &OriginLimits, longest: Duration) -> Result<Duration, Duration> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let mut wait = state
             .not_before
             .map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
+        if wait > longest {
+            return Err(wait);
+        }
         if let Some(rate) = limits.rate {
             let per_second = rate.per_second();
             let refill = now.duration_since(state.refilled).as_secs_f64() * per_second;
@@ -276,7 +277,7 @@ impl OriginGate {
                 wait = wait.max(Duration::from_secs_f64(-state.tokens / per_second));
             }
         }
-        wait
+        Ok(wait)
     }
 
     /// Makes every request to this origin wait until `until`.
@@ -316,8 +317,13 @@ impl PoliteClient {
         let (parts, body) = request.into_parts();
         let resendable = parts.method == Method::GET || parts.method == Method::HEAD;
         let mut body = Some(body);
-        for attempt in 1.. {
-            let permit = self.wait_for_turn().await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let permit = match self.wait_for_turn().await? {
+                Ok(permit) => permit,
+                Err(deferred) => return Ok(self.still_limited(deferred)),
+            };
             let body = match body.take() {
                 Some(body) => body,
                 None => empty_body(),
@@ -348,7 +354,23 @@ impl PoliteClient {
                 }
             }
         }
-        unreachable!("the loop above returns")
+    }
+
+    /// The answer for a request the origin asked (in an earlier answer) to
+    /// hold longer than the longest wait: a 429 with the time left, made by
+    /// the host without asking the server, so that the run ends as
+    /// rate-limited and the scheduler comes back when the wait is over.
+    fn still_limited(&self, deferred: Duration) -> (Response<WasiBody>, ResponseFuture) {
+        let seconds = deferred.as_secs() + u64::from(deferred.subsec_nanos() > 0);
+        tracing::info!(origin = %self.origin, seconds, "the server asked to wait longer than \
+            the longest wait; not asking it now");
+        self.progress.failed("held-429");
+        let mut response = Response::new(empty_body());
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, seconds.into());
+        (response, Box::new(async { Ok(()) }))
     }
 
     /// The plugin's timeouts, capped by this feed's.
@@ -364,7 +386,9 @@ impl PoliteClient {
     }
 
     /// Waits for the origin to be free and for the rate, unless stopping.
-    async fn wait_for_turn(&self) -> Result<OwnedSemaphorePermit, Error> {
+    /// `Ok(Err(wait))` when the origin asked to wait longer than the
+    /// longest wait.
+    async fn wait_for_turn(&self) -> Result<Result<OwnedSemaphorePermit, Duration>, Error> {
         let refused = || {
             self.progress.refused_on_stop();
             Error::HttpRequestDenied
@@ -378,7 +402,10 @@ impl PoliteClient {
             }
             () = self.shutdown.finishing() => return Err(refused()),
         };
-        let wait = self.gate.reserve(&self.limits);
+        let wait = match self.gate.reserve(&self.limits, self.retry.max_wait) {
+            Ok(wait) => wait,
+            Err(deferred) => return Ok(Err(deferred)),
+        };
         if !wait.is_zero() {
             tracing::debug!(origin = %self.origin, ?wait, "waiting for the origin's limits");
             tokio::select! {
@@ -387,7 +414,7 @@ impl PoliteClient {
             }
             self.progress.waited(wait);
         }
-        Ok(permit)
+        Ok(Ok(permit))
     }
 
     /// Decides what a try's result means.

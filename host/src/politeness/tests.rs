@@ -63,14 +63,15 @@ fn the_token_bucket_allows_a_burst_then_the_rate() {
     let politeness = Politeness::default();
     let progress = Arc::new(RunProgress::new("f", false));
     let client = politeness.client("http://h:1", limits, progress, Shutdown::new());
-    assert_eq!(client.gate.reserve(&limits), Duration::ZERO);
-    assert_eq!(client.gate.reserve(&limits), Duration::ZERO);
-    let third = client.gate.reserve(&limits);
+    let hour = Duration::from_secs(3600);
+    assert_eq!(client.gate.reserve(&limits, hour), Ok(Duration::ZERO));
+    assert_eq!(client.gate.reserve(&limits, hour), Ok(Duration::ZERO));
+    let third = client.gate.reserve(&limits, hour).unwrap();
     assert!(
         third > Duration::from_millis(900) && third <= Duration::from_secs(1),
         "{third:?}"
     );
-    let fourth = client.gate.reserve(&limits);
+    let fourth = client.gate.reserve(&limits, hour).unwrap();
     assert!(fourth > Duration::from_millis(1900), "{fourth:?}");
 }
 
@@ -81,9 +82,15 @@ fn no_rate_means_no_wait_and_a_deferral_applies_to_everyone() {
     let limits = OriginLimits::default();
     let a = politeness.client("http://h:1", limits, progress.clone(), Shutdown::new());
     let b = politeness.client("http://h:1", limits, progress, Shutdown::new());
-    assert_eq!(b.gate.reserve(&limits), Duration::ZERO);
+    let hour = Duration::from_secs(3600);
+    assert_eq!(b.gate.reserve(&limits, hour), Ok(Duration::ZERO));
     a.gate.defer(Instant::now() + Duration::from_secs(30));
-    assert!(b.gate.reserve(&limits) > Duration::from_secs(29));
+    assert!(b.gate.reserve(&limits, hour).unwrap() > Duration::from_secs(29));
+    let too_long = b
+        .gate
+        .reserve(&limits, Duration::from_secs(10))
+        .unwrap_err();
+    assert!(too_long > Duration::from_secs(29), "{too_long:?}");
 }
 
 #[test]
@@ -233,4 +240,31 @@ async fn a_stopping_host_refuses_the_next_request() {
     assert!(matches!(refused, Err(Error::HttpRequestDenied)));
     assert!(progress.was_stopped());
     assert_eq!(seen.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_wait_longer_than_the_longest_is_answered_by_the_host_as_a_429() {
+    let (address, seen) = canned_server(vec![OK]).await;
+    let progress = Arc::new(RunProgress::new("f", false));
+    let politeness = quick_retries();
+    let client = politeness.client(
+        &address,
+        OriginLimits::default(),
+        progress.clone(),
+        Shutdown::new(),
+    );
+    client
+        .gate
+        .defer(Instant::now() + Duration::from_millis(90_500));
+    let (response, _io) = client
+        .send(get(&format!("{address}/c/")), None)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()[http::header::RETRY_AFTER], "91");
+    assert_eq!(seen.load(Ordering::SeqCst), 0, "the server was not asked");
+    assert_eq!(
+        crate::progress::format_statuses(&progress.snapshot().statuses),
+        "held-429×1"
+    );
 }
