@@ -406,12 +406,9 @@ impl Session {
     fn import(&self, args: ImportArgs) -> Result<ExitCode> {
         let feed = self.db()?.require_feed(&self.tenant, &args.name)?;
         let runner = self.runner()?.with_retry(args.retry.policy());
-        let interactive = args.format == ReportFormat::Text && !self.quiet;
-        let stderr_is_terminal = std::io::stderr().is_terminal();
-        let progress = Arc::new(RunProgress::new(
-            &feed.name,
-            interactive && !stderr_is_terminal,
-        ));
+        // Progress goes to stderr: a bar on a terminal, else a line a page.
+        let on_terminal = std::io::stderr().is_terminal();
+        let progress = Arc::new(RunProgress::new(&feed.name, !self.quiet && !on_terminal));
         let shutdown = Shutdown::new();
         let options = RunOptions {
             progress: progress.clone(),
@@ -419,7 +416,7 @@ impl Session {
         };
         let outcome = runtime()?.block_on(async {
             shutdown.listen_for_signals()?;
-            let _bar = interactive
+            let _bar = (!self.quiet)
                 .then(|| ProgressBar::on_terminal(&progress))
                 .flatten();
             runner.import_with(&feed, options).await
