@@ -1,10 +1,12 @@
-//! What `import` shows while it runs: a progress bar (pages, objects, rate)
-//! on a terminal, one plain line per committed page otherwise.
+//! What a run shows: while it runs, a progress bar (pages, objects, rate)
+//! on a terminal or one plain line per committed page otherwise; after it,
+//! its record in the run history.
 
 use std::process::Command;
 use std::time::Duration;
 
-use taxii_feed_tests::fault_proxy::{Fault, Rule};
+use serde_json::{Value, json};
+use taxii_feed_tests::fault_proxy::{Fault, RetryAfter, Rule};
 use taxii_feed_tests::host::host_binary;
 use taxii_feed_tests::proxied::ProxiedServer;
 
@@ -103,4 +105,75 @@ fn import_on_a_terminal_shows_a_progress_bar() {
             "a log line inside the bar: {shown:?}"
         );
     }
+}
+
+#[test]
+fn the_run_history_keeps_counts_quarantine_statuses_and_waits() {
+    let setup = ProxiedServer::start(40, 45);
+    setup.add_feed("feed", &["--page-size", "100"]);
+    let invalid = json!({
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+        "created": "2026-01-01T00:00:00.000Z",
+        "modified": "2026-01-01T00:00:00.000Z",
+        "name": "an indicator without a pattern",
+        "valid_from": "2026-01-01T00:00:00Z"
+    });
+    let collection = setup.server.collection("intel");
+    setup.server.add_objects(collection, &[invalid]).unwrap();
+    let limited = Fault::Status(503, Some(RetryAfter::Seconds(1)));
+    setup.proxy.add(Rule::new("/objects/", limited).times(1));
+
+    let outcome = setup.import("feed", &["--backoff", "100ms"]);
+    assert_eq!(outcome["status"], "ok", "{outcome:#}");
+    let run: Value = setup.runs("feed").pop().unwrap();
+    assert_eq!(run["id"], outcome["run_id"]);
+    assert_eq!(run["trigger"], "manual");
+    assert_eq!(run["status"], "ok");
+    assert!(
+        run["finished_at"].is_string() && run["pid"].is_u64(),
+        "{run:#}"
+    );
+    assert_eq!(run["pages"], 1);
+    assert_eq!(run["received"], setup.manifest.len() + 1);
+    assert_eq!(run["stored"], setup.manifest.len());
+    assert_eq!(
+        (run["rejected"].as_u64(), run["quarantined"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(run["http_statuses"], json!({"200": 2, "503": 1}), "{run:#}");
+    assert_eq!(
+        (run["requests"].as_u64(), run["retries"].as_u64()),
+        (Some(3), Some(1))
+    );
+    // Retry-After: 1, counted from the answer: the wait itself is a hair less.
+    assert!(run["waited_ms"].as_u64().unwrap() > 900, "{run:#}");
+    let quarantine = setup.host.ok([
+        "retrieve",
+        "query",
+        "feed",
+        "--quarantine",
+        "--format",
+        "jsonl",
+    ]);
+    assert!(quarantine.contains("indicator--8e2e2d2b"), "{quarantine}");
+
+    let table = setup.host.ok(["runs", "feed"]);
+    let header = table.lines().next().unwrap();
+    for column in [
+        "STARTED",
+        "TOOK",
+        "STATUS",
+        "STORED",
+        "DUPS",
+        "QUARANTINED",
+        "HTTP",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(table.contains("200×2 503×1"), "{table}");
+    let listed: Value =
+        serde_json::from_str(&setup.host.ok(["retrieve", "list", "--format", "json"])).unwrap();
+    assert_eq!(listed[0]["last_status"], "ok");
 }
