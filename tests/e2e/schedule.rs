@@ -196,8 +196,23 @@ fn sigterm_lets_runs_commit_their_page_then_exits_and_loses_nothing() {
         serving.log()
     );
 
-    let second = Serving::start(&setup.host, &[]).wait(PATIENCE).unwrap();
-    assert_eq!(second.code(), Some(1), "a second serve refuses to start");
+    let mut second = Serving::start(&setup.host, &[]);
+    let status = second.wait(PATIENCE).unwrap();
+    assert_eq!(status.code(), Some(1), "a second serve refuses to start");
+    assert!(
+        second.log().contains("another `taxii-host serve`"),
+        "{}",
+        second.log()
+    );
+    let manual = setup.host.run(["import", "a"]);
+    assert_eq!(manual.code, Some(1), "{manual:?}");
+    assert!(
+        manual
+            .stderr
+            .contains("feed a is being imported by another taxii-host process"),
+        "a feed never runs twice at once: {}",
+        manual.stderr
+    );
 
     let requests_before = setup.proxy.seen().len();
     assert!(serving.running());
