@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// How long a hanging answer hangs at most, so that no test can wait for
-/// ever on the proxy.
+/// How long a hanging answer hangs at most, and how long the server may
+/// take to answer, so that no test can wait for ever on the proxy.
 const LONGEST_HANG: Duration = Duration::from_secs(120);
 /// Largest request head read.
 const MAX_HEAD: usize = 64 * 1024;
@@ -300,6 +300,7 @@ fn forward(head: &str, client: &mut TcpStream, upstream: SocketAddr) -> Option<u
     lines.push("Connection: close");
     let request = format!("{}\r\n\r\n", lines.join("\r\n"));
     let mut server = TcpStream::connect(upstream).ok()?;
+    server.set_read_timeout(Some(LONGEST_HANG)).ok()?;
     server.write_all(request.as_bytes()).ok()?;
     let mut answer = Vec::new();
     server.read_to_end(&mut answer).ok()?;
