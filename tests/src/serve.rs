@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::host::Host;
@@ -17,10 +18,9 @@ impl Serving {
     /// Starts `serve` with `args`; its stderr goes to a file in the host's
     /// data directory.
     pub fn start(host: &Host, args: &[&str]) -> Self {
-        let log = host
-            .data_dir
-            .path()
-            .join(format!("serve-{}.log", crate::free_port()));
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        let log = host.data_dir.path().join(format!("serve-{n}.log"));
         let file = std::fs::File::create(&log).expect("cannot create the serve log");
         let mut command = host.command(["serve"].iter().chain(args));
         let child = command
