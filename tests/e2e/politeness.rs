@@ -243,3 +243,31 @@ fn a_rate_spaces_the_requests_to_a_server() {
     }
     assert_complete(&setup);
 }
+
+#[test]
+fn a_refused_connection_is_tried_again_then_reported() {
+    let host = taxii_feed_tests::host::Host::new();
+    let port = taxii_feed_tests::free_port();
+    let url = format!("http://127.0.0.1:{port}/api/collections/c/");
+    host.ok(["config", "add", "feed", "--collection-url", &url]);
+    let run = host.run([
+        "import",
+        "feed",
+        "--format",
+        "json",
+        "--attempts",
+        "3",
+        "--backoff",
+        "100ms",
+    ]);
+    let outcome: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(outcome["status"], "failed", "{outcome:#}");
+    assert_eq!(outcome["error"]["kind"], "unavailable");
+    assert_eq!(statuses(&outcome)["connection-refused"], 3, "{outcome:#}");
+    assert_eq!(outcome["http"]["retries"], 2);
+    assert!(
+        run.stderr.contains("fix: check that the server is up"),
+        "{}",
+        run.stderr
+    );
+}

@@ -58,12 +58,13 @@ fn gap(from: SystemTime, to: SystemTime) -> Duration {
         .unwrap_or_else(|e| panic!("{to:?} is {:?} before {from:?}", e.duration()))
 }
 
-/// Stops `serve` with SIGTERM and checks it exits 0, saying so.
-fn stop(mut serving: Serving) -> String {
-    serving.signal("TERM");
+/// Stops `serve` with a signal (`TERM`, `INT`) and checks it exits 0,
+/// saying so.
+fn stop(mut serving: Serving, signal: &str) -> String {
+    serving.signal(signal);
     let status = serving
         .wait(PATIENCE)
-        .expect("serve did not stop on SIGTERM");
+        .expect("serve did not stop on the signal");
     let log = serving.log();
     assert!(status.success(), "serve exited with {status}:\n{log}");
     assert!(log.contains("stopped: "), "{log}");
@@ -101,7 +102,7 @@ fn serve_keeps_intervals_jitter_the_concurrency_bound_reloads_and_stops_cleanly(
         "the others ran on, and the feed added while serving ran"
     );
     assert_eq!(runs_of("d").len(), runs_of_d, "a removed feed runs no more");
-    let log = stop(serving);
+    let log = stop(serving, "TERM");
 
     let history: BTreeMap<&str, Vec<Value>> = ["a", "b", "c", "d", "e"]
         .into_iter()
@@ -216,7 +217,7 @@ fn sigterm_lets_runs_commit_their_page_then_exits_and_loses_nothing() {
 
     let requests_before = setup.proxy.seen().len();
     assert!(serving.running());
-    stop(serving);
+    stop(serving, "TERM");
     let requests_after = setup.proxy.seen().len();
     assert!(
         requests_after - requests_before <= 2,
@@ -251,7 +252,7 @@ fn sigterm_lets_runs_commit_their_page_then_exits_and_loses_nothing() {
 }
 
 #[test]
-fn a_run_hanging_at_shutdown_is_abandoned_after_the_grace_period() {
+fn a_run_hanging_at_sigint_is_abandoned_after_the_grace_period() {
     let setup = setup();
     setup.add_feed("feed", &["--every", "2s", "--page-size", "5"]);
     setup.proxy.add(Rule::new("next=", Fault::Hang).skip(1));
@@ -260,7 +261,7 @@ fn a_run_hanging_at_shutdown_is_abandoned_after_the_grace_period() {
         setup.snapshot("feed").versions.len() >= 10 && setup.proxy.seen().len() >= 3
     });
     assert!(hanging, "the run reached the hanging page");
-    let log = stop(serving);
+    let log = stop(serving, "INT");
     assert!(log.contains("abandoning"), "{log}");
 
     let last = setup.runs("feed").pop().unwrap();
@@ -292,7 +293,7 @@ fn a_failing_feed_is_tried_again_with_backoff_before_its_interval() {
     assert!(wait_until(PATIENCE, || {
         setup.runs("feed").iter().any(|r| r["status"] == "ok")
     }));
-    stop(serving);
+    stop(serving, "TERM");
     let runs = setup.runs("feed");
     let first_ok = runs.iter().position(|r| r["status"] == "ok").unwrap();
     assert_eq!(
@@ -344,6 +345,10 @@ fn the_first_run_reads_back_only_the_initial_lookback() {
     assert!(
         listed.contains(r#""initial_lookback": "30days""#),
         "{listed}"
+    );
+    assert!(
+        listed.contains(r#""every": "1h""#),
+        "the default interval: {listed}"
     );
 }
 

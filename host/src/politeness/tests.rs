@@ -115,6 +115,34 @@ fn the_strictest_rate_and_burst_of_an_origin_apply() {
 }
 
 #[test]
+fn the_feed_s_timeouts_cap_the_plugin_s() {
+    let limits = OriginLimits {
+        connect_timeout: Duration::from_secs(3),
+        response_timeout: Duration::from_secs(7),
+        ..OriginLimits::default()
+    };
+    let progress = Arc::new(RunProgress::new("f", false));
+    let client = Politeness::default().client("http://h:1", limits, progress, Shutdown::new());
+    let asked = RequestOptions {
+        connect_timeout: Some(Duration::from_secs(30)),
+        first_byte_timeout: Some(Duration::from_secs(2)),
+        between_bytes_timeout: None,
+    };
+    let options = client.options(Some(asked));
+    assert_eq!(options.connect_timeout, Some(Duration::from_secs(3)));
+    assert_eq!(
+        options.first_byte_timeout,
+        Some(Duration::from_secs(2)),
+        "a shorter one stays"
+    );
+    assert_eq!(options.between_bytes_timeout, Some(Duration::from_secs(7)));
+    assert_eq!(
+        client.options(None).connect_timeout,
+        Some(Duration::from_secs(3))
+    );
+}
+
+#[test]
 fn backoff_doubles_up_to_its_cap() {
     let policy = RetryPolicy {
         backoff: Duration::from_millis(100),
