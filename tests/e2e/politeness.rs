@@ -152,7 +152,8 @@ fn intermittent_failures_are_retried_with_a_growing_backoff() {
     let tries: Vec<&Seen> = seen.iter().filter(|s| s.target == collection).collect();
     assert_eq!(tries.len(), 4, "{tries:#?}");
     for (i, pair) in tries.windows(2).enumerate() {
-        let gap = pair[1].at.duration_since(pair[0].done).unwrap_or_default();
+        let answered = pair[0].answered.unwrap();
+        let gap = pair[1].at.duration_since(answered).unwrap_or_default();
         let least = Duration::from_millis(200 << i);
         assert!(gap >= least, "wait {i} was {gap:?}, less than {least:?}");
     }

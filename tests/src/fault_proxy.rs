@@ -125,7 +125,11 @@ impl Rule {
 pub struct Seen {
     /// When its head had been read.
     pub at: SystemTime,
-    /// When the answer had been written (or the connection given up).
+    /// When the proxy began to write its answer: the client cannot have
+    /// had any of it before.
+    pub answered: Option<SystemTime>,
+    /// When the answer had been written (or the connection given up); a
+    /// busy machine may note this a little after the client had it all.
     pub done: SystemTime,
     /// Path and query.
     pub target: String,
@@ -244,11 +248,11 @@ fn handle(mut client: TcpStream, upstream: SocketAddr, shared: &Shared) {
         .iter_mut()
         .find_map(|rule| rule.pick(&target));
     let mut retry_after = None;
-    let status = match &fault {
+    let answer = match &fault {
         Some(Fault::Status(status, after)) => {
             retry_after = after.map(|a| retry_after_value(a, at));
             let header = retry_after.as_ref().map(|(v, _)| v.as_str());
-            write_status(&mut client, *status, header).then_some(*status)
+            Some(status_answer(*status, header))
         }
         Some(Fault::Hang) => {
             hang(&mut client, shared);
@@ -257,13 +261,22 @@ fn handle(mut client: TcpStream, upstream: SocketAddr, shared: &Shared) {
         Some(Fault::Drop) => None,
         Some(Fault::Delay(delay)) => {
             std::thread::sleep(*delay);
-            forward(&head, &mut client, upstream)
+            fetch(&head, upstream)
         }
-        None => forward(&head, &mut client, upstream),
+        None => fetch(&head, upstream),
     };
+    let mut answered = None;
+    let mut status = None;
+    if let Some(answer) = answer {
+        answered = Some(SystemTime::now());
+        if client.write_all(&answer).is_ok() {
+            status = status_of(&answer);
+        }
+    }
     let _ = client.shutdown(Shutdown::Both);
     lock(&shared.seen).push(Seen {
         at,
+        answered,
         done: SystemTime::now(),
         target,
         fault,
@@ -289,9 +302,9 @@ fn read_head(client: &mut TcpStream) -> Option<String> {
     String::from_utf8(head).ok()
 }
 
-/// The head with `Connection: close`, sent upstream; the whole answer
-/// (read until the server closes) is copied back. Returns its status.
-fn forward(head: &str, client: &mut TcpStream, upstream: SocketAddr) -> Option<u16> {
+/// The head with `Connection: close`, sent upstream; returns the whole
+/// answer (read until the server closes).
+fn fetch(head: &str, upstream: SocketAddr) -> Option<Vec<u8>> {
     let mut lines: Vec<&str> = head
         .trim_end()
         .lines()
@@ -304,7 +317,11 @@ fn forward(head: &str, client: &mut TcpStream, upstream: SocketAddr) -> Option<u
     server.write_all(request.as_bytes()).ok()?;
     let mut answer = Vec::new();
     server.read_to_end(&mut answer).ok()?;
-    client.write_all(&answer).ok()?;
+    Some(answer)
+}
+
+/// The status of an HTTP answer.
+fn status_of(answer: &[u8]) -> Option<u16> {
     let status_line = answer.split(|b| *b == b'\n').next()?;
     String::from_utf8_lossy(status_line)
         .split_whitespace()
@@ -313,7 +330,7 @@ fn forward(head: &str, client: &mut TcpStream, upstream: SocketAddr) -> Option<u
         .ok()
 }
 
-fn write_status(client: &mut TcpStream, status: u16, retry_after: Option<&str>) -> bool {
+fn status_answer(status: u16, retry_after: Option<&str>) -> Vec<u8> {
     let body =
         format!(r#"{{"title":"fault injected by the test proxy","http_status":"{status}"}}"#);
     let mut head = format!(
@@ -324,9 +341,7 @@ fn write_status(client: &mut TcpStream, status: u16, retry_after: Option<&str>) 
     if let Some(value) = retry_after {
         head.push_str(&format!("Retry-After: {value}\r\n"));
     }
-    client
-        .write_all(format!("{head}\r\n{body}").as_bytes())
-        .is_ok()
+    format!("{head}\r\n{body}").into_bytes()
 }
 
 /// Holds the connection open without answering until the client closes
