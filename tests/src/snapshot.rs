@@ -205,3 +205,90 @@ pub fn manifest(server: &Medallion, collection: &str) -> Result<Vec<ManifestEntr
     }
     Ok(entries)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> SystemTime {
+        instant(s).unwrap()
+    }
+
+    fn entry(id: &str, version: &str, added: &str) -> ManifestEntry {
+        ManifestEntry {
+            version: (id.into(), Some(at(version))),
+            date_added: at(added),
+        }
+    }
+
+    fn manifest() -> Vec<ManifestEntry> {
+        vec![
+            entry("a", "2020-01-01T00:00:00Z", "2024-01-01T00:00:00.000001Z"),
+            entry("a", "2021-01-01T00:00:00Z", "2024-01-01T00:00:00.000002Z"),
+            entry(
+                "ip",
+                "2024-01-01T00:00:00.000003Z",
+                "2024-01-01T00:00:00.000003Z",
+            ),
+        ]
+    }
+
+    fn snapshot(versions: &[(&str, Option<&str>)], cursor: Option<&str>) -> StoreSnapshot {
+        StoreSnapshot {
+            versions: versions
+                .iter()
+                .map(|(id, v)| (id.to_string(), v.map(at)))
+                .collect(),
+            cursor: cursor.map(String::from),
+            integrity: "ok".into(),
+        }
+    }
+
+    #[test]
+    fn a_store_at_the_end_of_a_page_is_consistent_and_the_whole_is_complete() {
+        let first = snapshot(
+            &[("a", Some("2020-01-01T00:00:00Z"))],
+            Some("2024-01-01T00:00:00.000001Z"),
+        );
+        first.check_consistent(&manifest()).unwrap();
+        assert!(first.check_complete(&manifest()).is_err());
+        let all = snapshot(
+            &[
+                ("a", Some("2020-01-01T00:00:00Z")),
+                ("a", Some("2021-01-01T00:00:00Z")),
+                ("ip", None),
+            ],
+            Some("2024-01-01T00:00:00.000003Z"),
+        );
+        all.check_complete(&manifest()).unwrap();
+    }
+
+    #[test]
+    fn a_cursor_ahead_a_version_twice_or_a_stranger_is_caught() {
+        let ahead = snapshot(
+            &[("a", Some("2020-01-01T00:00:00Z"))],
+            Some("2024-01-01T00:00:00.000002Z"),
+        );
+        let message = ahead.check_consistent(&manifest()).unwrap_err().to_string();
+        assert!(message.contains("ahead of its data"), "{message}");
+        let twice = snapshot(
+            &[
+                ("a", Some("2020-01-01T00:00:00Z")),
+                ("a", Some("2020-01-01T00:00:00.000Z")),
+            ],
+            None,
+        );
+        assert!(
+            twice
+                .check_consistent(&manifest())
+                .unwrap_err()
+                .to_string()
+                .contains("more than once")
+        );
+        let stranger = snapshot(&[("b", Some("2020-01-01T00:00:00Z"))], None);
+        assert!(stranger.check_consistent(&manifest()).is_err());
+        let mut damaged = snapshot(&[], None);
+        damaged.integrity = "page 3: btree damaged".into();
+        assert!(damaged.check_consistent(&manifest()).is_err());
+    }
+}
