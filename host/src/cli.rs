@@ -13,17 +13,22 @@ use anyhow::{Context, Result, bail};
 use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod schedule;
+
 pub use self::read::{ObjectArgs, QueryArgs, QueryFormat, QueryStoreArgs, ServeArgs};
+use self::schedule::{RetryArgs, RunsArgs, ScheduleArgs};
 use crate::bindings::types::NoteLevel;
 use crate::db::Database;
 use crate::discover::DiscoverArgs;
 use crate::engine::{BUILTIN_PLUGIN, BUILTIN_PLUGIN_NAME, PluginEngine, PluginSource};
 use crate::feeds::{Auth, DEFAULT_TENANT, Feed, NetworkOptions};
 use crate::limits::RunLimits;
+use crate::progress::{ProgressBar, RunProgress};
 use crate::retrieve;
-use crate::runner::{ImportOutcome, Runner, RunnerOptions};
+use crate::runner::{ImportOutcome, RunOptions, Runner, RunnerOptions};
 use crate::runs::RunStatus;
 use crate::secret::{DEFAULT_SECRETS_FILE, SECRETS_FILE_ENV, SecretSource};
+use crate::shutdown::Shutdown;
 
 /// Environment variable naming the data directory.
 pub const DATA_DIR_ENV: &str = "TAXII_HOST_DATA_DIR";
@@ -111,6 +116,10 @@ pub enum Command {
     /// Import feeds now, once each (several at once run side by side), and
     /// print what each run did.
     Import(ImportArgs),
+    /// Import every feed on its own interval until stopped (SIGINT/SIGTERM).
+    Serve(schedule::ServeArgs),
+    /// A store's run history: each run's counts, HTTP statuses and failure.
+    Runs(RunsArgs),
     /// Read the event stores: list them, or query one's objects as STIX.
     #[command(subcommand)]
     Retrieve(RetrieveCommand),
@@ -285,6 +294,8 @@ pub struct ConfigAddArgs {
     /// Replace the feed if it exists (its store is kept).
     #[arg(long)]
     pub replace: bool,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
 }
 
 impl ConfigAddArgs {
@@ -347,6 +358,8 @@ pub struct ImportArgs {
     /// How to print the run's report.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
+    #[command(flatten)]
+    pub retry: RetryArgs,
 }
 
 /// Report output.
@@ -414,7 +427,7 @@ pub fn init_tracing(cli: &Cli) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::progress::StderrAboveBar)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
@@ -458,6 +471,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Config(command) => context.config(command),
         Command::Import(args) => context.import(args),
+        Command::Serve(args) => context.serve(args),
+        Command::Runs(args) => context.runs(args),
         Command::Retrieve(RetrieveCommand::List(args)) => context.list(args.format),
         Command::Retrieve(RetrieveCommand::Query(args)) => {
             context.query_store(&args.name, &args.objects.to_query(), args.format)
@@ -556,6 +571,8 @@ impl Session {
             added_after: args.added_after,
             page_limit: args.page_limit,
             deadline_secs: args.deadline.map(|d| d.as_secs()),
+            schedule: args.schedule.split().0,
+            limits: args.schedule.split().1,
         };
         feed.check()?;
         let problems = runtime.block_on(runner.validate(&feed))?;
@@ -603,18 +620,38 @@ impl Session {
             .iter()
             .map(|name| db.require_feed(&self.tenant, name))
             .collect::<Result<Vec<_>>>()?;
-        let runner = Arc::new(self.runner()?);
+        let runner = Arc::new(self.runner()?.with_retry(args.retry.policy()));
+        // Progress goes to stderr: a bar on a terminal when one feed runs,
+        // else a line a page.
+        let bar = std::io::stderr().is_terminal() && feeds.len() == 1 && !self.quiet;
+        let shutdown = Shutdown::new();
+        let runs: Vec<(Feed, RunOptions)> = feeds
+            .into_iter()
+            .map(|feed| {
+                let progress = Arc::new(RunProgress::new(&feed.name, !self.quiet && !bar));
+                let options = RunOptions {
+                    progress,
+                    ..RunOptions::manual(&feed, shutdown.clone())
+                };
+                (feed, options)
+            })
+            .collect();
         let outcomes = runtime()?.block_on(async {
-            let runs: Vec<_> = feeds
+            shutdown.listen_for_signals()?;
+            let _bar = runs
+                .first()
+                .filter(|_| bar)
+                .and_then(|(_, options)| ProgressBar::on_terminal(&options.progress));
+            let handles: Vec<_> = runs
                 .into_iter()
-                .map(|feed| {
+                .map(|(feed, options)| {
                     let runner = runner.clone();
-                    tokio::spawn(async move { runner.import(&feed).await })
+                    tokio::spawn(async move { runner.import_with(&feed, options).await })
                 })
                 .collect();
-            let mut outcomes = Vec::with_capacity(runs.len());
-            for run in runs {
-                outcomes.push(run.await??);
+            let mut outcomes = Vec::with_capacity(handles.len());
+            for handle in handles {
+                outcomes.push(handle.await??);
             }
             anyhow::Ok(outcomes)
         })?;
@@ -703,6 +740,8 @@ fn write_feed_table(feeds: &[FeedListing], out: &mut impl Write) -> Result<()> {
         "TYPES",
         "LIMITS",
         "TAXII",
+        "EVERY",
+        "RATE",
     ]);
     for FeedListing {
         feed,
@@ -723,6 +762,10 @@ fn write_feed_table(feeds: &[FeedListing], out: &mut impl Write) -> Result<()> {
             },
             describe_limits(feed),
             taxii_version.clone().unwrap_or_else(|| "-".into()),
+            humantime::format_duration(feed.schedule.every).to_string(),
+            feed.limits
+                .rate
+                .map_or_else(|| "-".into(), |r| r.to_string()),
         ]);
     }
     writeln!(out, "{table}")?;
@@ -773,6 +816,7 @@ fn write_outcome(outcome: &ImportOutcome, out: &mut impl Write) -> Result<()> {
     let status = match outcome.status {
         RunStatus::Ok => "ok",
         RunStatus::Partial => "partial (page limit reached; the next run continues)",
+        RunStatus::Interrupted => "interrupted (stopped on request; the next run continues)",
         _ => "failed",
     };
     writeln!(
@@ -797,6 +841,15 @@ fn write_outcome(outcome: &ImportOutcome, out: &mut impl Write) -> Result<()> {
         if let Some(cursor) = &r.cursor {
             writeln!(out, "  cursor {cursor}")?;
         }
+        let http = &outcome.http;
+        writeln!(
+            out,
+            "  requests {}: {}, retries {}, waited {}",
+            http.requests,
+            crate::progress::format_statuses(&http.http_statuses),
+            http.retries,
+            humantime::format_duration(std::time::Duration::from_millis(http.waited_ms))
+        )?;
         for rejected in r.rejected.iter().take(5) {
             let id = rejected.id.as_deref().unwrap_or("(no id)");
             writeln!(out, "  rejected {id}: {}", rejected.reason)?;

@@ -97,6 +97,25 @@ CREATE INDEX entries_by_store_seq ON entries (store_id, seq);
 ALTER TABLE feeds ADD COLUMN page_limit INTEGER;
 ALTER TABLE feeds ADD COLUMN deadline_secs INTEGER;
 "#,
+    // Scheduling and politeness of each feed; what each run saw of HTTP.
+    r#"
+ALTER TABLE feeds ADD COLUMN every_ms INTEGER NOT NULL DEFAULT 3600000;
+ALTER TABLE feeds ADD COLUMN initial_lookback_ms INTEGER;
+ALTER TABLE feeds ADD COLUMN rate_requests INTEGER;
+ALTER TABLE feeds ADD COLUMN rate_per_ms INTEGER;
+ALTER TABLE feeds ADD COLUMN burst INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE feeds ADD COLUMN connect_timeout_ms INTEGER NOT NULL DEFAULT 10000;
+ALTER TABLE feeds ADD COLUMN response_timeout_ms INTEGER NOT NULL DEFAULT 120000;
+ALTER TABLE runs ADD COLUMN trigger TEXT NOT NULL DEFAULT 'manual';
+ALTER TABLE runs ADD COLUMN scheduled_at TEXT;
+ALTER TABLE runs ADD COLUMN pid INTEGER;
+ALTER TABLE runs ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN requests INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN waited_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN http_statuses TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE runs ADD COLUMN fix TEXT;
+"#,
 ];
 
 /// An open database.

@@ -2,6 +2,7 @@
 //! credentials, over which network.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use rusqlite::{OptionalExtension, Row, params};
@@ -9,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::db::Database;
+use crate::politeness::{OriginLimits, Rate};
+use crate::schedule::{FeedSchedule, Lookback};
 use crate::secret::SecretSource;
 use crate::tls::TlsOptions;
 
@@ -121,6 +124,10 @@ pub struct Feed {
     /// Seconds a run of this feed may take at most (the host's limit
     /// applies too); pages committed before it ends are kept.
     pub deadline_secs: Option<u64>,
+    /// When `serve` runs it.
+    pub schedule: FeedSchedule,
+    /// How hard its server may be asked.
+    pub limits: OriginLimits,
 }
 
 /// Checks a feed or tenant name: it names a store and appears in output.
@@ -218,8 +225,35 @@ impl Feed {
             added_after: row.get("added_after")?,
             page_limit: row.get("page_limit")?,
             deadline_secs: row.get("deadline_secs")?,
+            schedule: FeedSchedule {
+                every: millis(row.get("every_ms")?),
+                initial_lookback: match row.get::<_, Option<u64>>("initial_lookback_ms")? {
+                    Some(ms) => Lookback::Window(millis(ms)),
+                    None => Lookback::All,
+                },
+            },
+            limits: OriginLimits {
+                rate: match (row.get("rate_requests")?, row.get("rate_per_ms")?) {
+                    (Some(requests), Some(per)) => Some(Rate {
+                        requests,
+                        per: millis(per),
+                    }),
+                    _ => None,
+                },
+                burst: row.get("burst")?,
+                connect_timeout: millis(row.get("connect_timeout_ms")?),
+                response_timeout: millis(row.get("response_timeout_ms")?),
+            },
         })
     }
+}
+
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+fn as_millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Database {
@@ -232,17 +266,28 @@ impl Database {
                 feed.name
             );
         }
+        let lookback = match feed.schedule.initial_lookback {
+            Lookback::All => None,
+            Lookback::Window(window) => Some(as_millis(window)),
+        };
+        let limits = &feed.limits;
         self.conn.execute(
             "INSERT INTO feeds (tenant, name, plugin, collection_url, auth, network, page_size,
                                 object_types, added_after, created_at, page_limit,
-                                deadline_secs)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                                deadline_secs, every_ms, initial_lookback_ms, rate_requests,
+                                rate_per_ms, burst, connect_timeout_ms, response_timeout_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18, ?19)
              ON CONFLICT (tenant, name) DO UPDATE SET
                 plugin = excluded.plugin, collection_url = excluded.collection_url,
                 auth = excluded.auth, network = excluded.network,
                 page_size = excluded.page_size, object_types = excluded.object_types,
                 added_after = excluded.added_after, page_limit = excluded.page_limit,
-                deadline_secs = excluded.deadline_secs",
+                deadline_secs = excluded.deadline_secs,
+                every_ms = excluded.every_ms, initial_lookback_ms = excluded.initial_lookback_ms,
+                rate_requests = excluded.rate_requests, rate_per_ms = excluded.rate_per_ms,
+                burst = excluded.burst, connect_timeout_ms = excluded.connect_timeout_ms,
+                response_timeout_ms = excluded.response_timeout_ms",
             params![
                 feed.tenant,
                 feed.name,
@@ -256,6 +301,13 @@ impl Database {
                 crate::now_rfc3339(),
                 feed.page_limit,
                 feed.deadline_secs,
+                as_millis(feed.schedule.every),
+                lookback,
+                limits.rate.map(|r| r.requests),
+                limits.rate.map(|r| as_millis(r.per)),
+                limits.burst,
+                as_millis(limits.connect_timeout),
+                as_millis(limits.response_timeout),
             ],
         )?;
         Ok(())
@@ -342,6 +394,16 @@ mod tests {
             added_after: None,
             page_limit: Some(3),
             deadline_secs: Some(90),
+            schedule: FeedSchedule {
+                every: Duration::from_secs(900),
+                initial_lookback: Lookback::Window(Duration::from_secs(86_400)),
+            },
+            limits: OriginLimits {
+                rate: Some("5/min".parse().unwrap()),
+                burst: 2,
+                connect_timeout: Duration::from_secs(3),
+                response_timeout: Duration::from_secs(7),
+            },
         }
     }
 

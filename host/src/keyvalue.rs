@@ -10,11 +10,14 @@
 //! Database failures are returned to the plugin as `error::other`; misuse
 //! of a resource handle traps.
 
+use std::sync::Arc;
+
 use anyhow::Result;
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
 use crate::bindings::wasi::keyvalue::{batch, store};
 use crate::db::Database;
+use crate::progress::RunProgress;
 use crate::store::StoreRef;
 
 /// Keys returned per `list-keys` call.
@@ -30,6 +33,7 @@ pub struct Bucket {
 pub struct BucketAccess {
     db: Option<Database>,
     store: Option<StoreRef>,
+    progress: Option<Arc<RunProgress>>,
 }
 
 impl BucketAccess {
@@ -39,6 +43,19 @@ impl BucketAccess {
         Self {
             db: Some(db),
             store: Some(store),
+            progress: None,
+        }
+    }
+
+    /// Counts each committed batch in `progress`.
+    pub fn with_progress(mut self, progress: Arc<RunProgress>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    fn committed(&self, entries: &[(String, Vec<u8>)]) {
+        if let Some(progress) = &self.progress {
+            progress.committed(entries);
         }
     }
 
@@ -47,6 +64,7 @@ impl BucketAccess {
         Self {
             db: None,
             store: None,
+            progress: None,
         }
     }
 
@@ -179,7 +197,11 @@ impl batch::Host for KeyValue<'_> {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> Answer<()> {
         let (db, id) = self.bucket(&bucket)?;
-        answer(db.set_entries(id, &key_values))
+        let result = db.set_entries(id, &key_values);
+        if result.is_ok() {
+            self.access.committed(&key_values);
+        }
+        answer(result)
     }
 
     fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Answer<()> {

@@ -116,6 +116,7 @@ pub struct RunWatch {
     hit: Mutex<Option<LimitHit>>,
     tls_failure: Mutex<Option<String>>,
     denied: AtomicU64,
+    private_denied: std::sync::atomic::AtomicBool,
     requests: AtomicU64,
 }
 
@@ -147,6 +148,18 @@ impl RunWatch {
     /// Counts a request the egress policy refused.
     pub fn deny(&self) {
         self.denied.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request refused because its address is private, loopback
+    /// or link-local.
+    pub fn deny_private(&self) {
+        self.private_denied.store(true, Ordering::Relaxed);
+        self.deny();
+    }
+
+    /// Whether a private address was refused.
+    pub fn private_denied(&self) -> bool {
+        self.private_denied.load(Ordering::Relaxed)
     }
 
     /// Requests refused.

@@ -227,7 +227,7 @@ impl Sender {
             .filter(|a| self.allow_private || is_public(a.ip()))
             .collect();
         if allowed.is_empty() && !all.is_empty() {
-            self.watch.deny();
+            self.watch.deny_private();
             tracing::warn!(
                 host,
                 "request denied: {host} resolves only to private, loopback or link-local \

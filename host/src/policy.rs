@@ -33,6 +33,7 @@ use wasmtime_wasi_http::{
 
 use crate::limits::{LimitHit, RunWatch};
 use crate::outgoing::{ConnectionFuture, Sender};
+use crate::politeness::PoliteClient;
 use crate::secret::Secret;
 
 /// A scheme, host and port.
@@ -123,6 +124,7 @@ pub struct OutgoingPolicy {
     sender: Option<Arc<Sender>>,
     watch: Arc<RunWatch>,
     request_limit: u64,
+    politeness: Option<PoliteClient>,
 }
 
 impl OutgoingPolicy {
@@ -140,7 +142,15 @@ impl OutgoingPolicy {
             watch: sender.watch.clone(),
             sender: Some(sender),
             request_limit,
+            politeness: None,
         }
+    }
+
+    /// Sends allowed requests through `client`, which applies the origin's
+    /// limits, timeouts and retries (see [`crate::politeness`]).
+    pub fn with_politeness(mut self, client: PoliteClient) -> Self {
+        self.politeness = Some(client);
+        self
     }
 
     /// A policy that refuses every request (for `describe` and
@@ -152,6 +162,7 @@ impl OutgoingPolicy {
             sender: None,
             watch: Arc::default(),
             request_limit: 0,
+            politeness: None,
         }
     }
 
@@ -226,6 +237,9 @@ impl WasiHttpHooks for OutgoingPolicy {
             body
         };
         let request = Request::from_parts(parts, body);
+        if let Some(client) = self.politeness.clone() {
+            return Box::new(client.send(request, options));
+        }
         Box::new(async move { sender.send(request, options).await })
     }
 }

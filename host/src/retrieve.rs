@@ -143,6 +143,8 @@ mod tests {
             added_after: None,
             page_limit: None,
             deadline_secs: None,
+            schedule: crate::schedule::FeedSchedule::default(),
+            limits: crate::politeness::OriginLimits::default(),
         };
         db.add_feed(&feed, false).unwrap();
         let store = db.ensure_store("default", "intel", "taxii-feed").unwrap();

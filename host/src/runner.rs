@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -18,11 +18,19 @@ use crate::engine::{EPOCH_TICK, PluginEngine, PluginSource};
 use crate::feeds::{Auth, Feed};
 use crate::keyvalue::BucketAccess;
 use crate::limits::{CpuMeter, LimitHit, MemoryLimiter, RunLimits, RunWatch};
+use crate::lock::Lock;
 use crate::outgoing::{Sender, Timeouts};
 use crate::policy::{Credential, Origin, OutgoingPolicy};
-use crate::runs::{RunCounts, RunEnd, RunStatus};
+use crate::politeness::{OriginLimits, Politeness, RetryPolicy};
+use crate::progress::{ProgressSnapshot, RunProgress};
+use crate::runs::{HttpCounts, RunCounts, RunEnd, RunStart, RunStatus};
+use crate::shutdown::Shutdown;
 use crate::state::RunState;
 use crate::store::StoreRef;
+
+mod failure;
+
+pub use self::failure::{RunFailure, explain};
 
 /// Longest `describe` or `validate-config` may take.
 const OFFLINE_DEADLINE: Duration = Duration::from_secs(10);
@@ -49,6 +57,29 @@ pub struct Runner {
     engine: PluginEngine,
     data_dir: PathBuf,
     options: RunnerOptions,
+    politeness: Politeness,
+}
+
+/// How a run is started, and what it reports to while it goes.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// What started it, recorded in the run history.
+    pub start: RunStart,
+    /// Asks the run to stop.
+    pub shutdown: Shutdown,
+    /// Counters the run updates as it goes.
+    pub progress: Arc<RunProgress>,
+}
+
+impl RunOptions {
+    /// An `import` of `feed` from the command line.
+    pub fn manual(feed: &Feed, shutdown: Shutdown) -> Self {
+        Self {
+            start: RunStart::default(),
+            shutdown,
+            progress: Arc::new(RunProgress::new(&feed.name, false)),
+        }
+    }
 }
 
 /// How one import ended.
@@ -60,25 +91,16 @@ pub struct ImportOutcome {
     pub store: String,
     /// The run's id in the run history.
     pub run_id: i64,
-    /// `ok`, `partial` or `failed`.
+    /// `ok`, `partial`, `failed` or `interrupted`.
     pub status: RunStatus,
     /// What the run did (on failure: what it committed before failing).
     pub report: Option<RunReport>,
+    /// What it saw of HTTP.
+    pub http: HttpCounts,
     /// Requests the host refused to send for the run.
     pub denied: u64,
     /// Why it failed.
     pub error: Option<RunFailure>,
-}
-
-/// Why a run failed, and what to do about it.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunFailure {
-    /// A stable name for the cause, such as `unauthorized` or `limit`.
-    pub kind: String,
-    /// What happened.
-    pub message: String,
-    /// What to do.
-    pub fix: String,
 }
 
 /// What a plugin call gave back.
@@ -91,7 +113,14 @@ impl Runner {
             engine,
             data_dir,
             options,
+            politeness: Politeness::new(RetryPolicy::default()),
         }
+    }
+
+    /// Sends failed requests again by `retry` instead of the default.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.politeness = Politeness::new(retry);
+        self
     }
 
     /// The engine, for describing or validating plugins.
@@ -99,42 +128,70 @@ impl Runner {
         &self.engine
     }
 
-    /// Runs one import of `feed` and records it.
+    /// Where configurations and stores live.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Runs one import of `feed` from the command line and records it.
     pub async fn import(&self, feed: &Feed) -> Result<ImportOutcome> {
+        self.import_with(feed, RunOptions::manual(feed, Shutdown::new()))
+            .await
+    }
+
+    /// Runs one import of `feed` and records it. Fails without running if
+    /// another process is importing the feed ([`crate::lock::LockError`]).
+    pub async fn import_with(&self, feed: &Feed, options: RunOptions) -> Result<ImportOutcome> {
+        let _one_run = Lock::feed(&self.data_dir, &feed.tenant, &feed.name)?;
         let db = Database::open(&self.data_dir)?;
         let source = PluginSource::from_path(feed.plugin.as_deref());
         let pre = self.engine.load(&source)?;
         let store = db.ensure_store(&feed.tenant, &feed.name, &plugin_label(&source))?;
-        let run_id = db.begin_run(&store)?;
+        let origin_limits = origin_limits(&db, feed);
+        let run_id = db.begin_run(&store, &options.start)?;
         tracing::info!(feed = %feed.name, url = %feed.collection_url, "import started");
         let watch = Arc::new(RunWatch::default());
-        let result = self.run(&pre, feed, &store, &watch).await;
+        let run = self.run(&pre, feed, &store, origin_limits, &options, &watch);
+        let result = tokio::select! {
+            result = run => Some(result),
+            () = options.shutdown.abandoning() => None,
+        };
+        let stopped_run = options.progress.was_stopped();
         let (report, mut error) = match (result, watch.limit_hit()) {
-            (Ok(Ok(report)), None) => (Some(report), None),
-            (Ok(Ok(report)), Some(hit)) => (Some(report), Some(limit_failure(feed, hit))),
-            (Ok(Err(failure)), None) => {
+            (None, _) => (None, Some(failure::stopped(true))),
+            (Some(Ok(Err(failure))), None) if stopped_run => {
+                (Some(failure.progress), Some(failure::stopped(false)))
+            }
+            (Some(Ok(Ok(report))), None) => (Some(report), None),
+            (Some(Ok(Ok(report))), Some(hit)) => (Some(report), Some(failure::limit(feed, hit))),
+            (Some(Ok(Err(failure))), None) => {
                 let error = explain(&failure.error, feed);
                 (Some(failure.progress), Some(error))
             }
-            (Ok(Err(failure)), Some(hit)) => {
-                (Some(failure.progress), Some(limit_failure(feed, hit)))
+            (Some(Ok(Err(failure))), Some(hit)) => {
+                (Some(failure.progress), Some(failure::limit(feed, hit)))
             }
-            (Err(_), Some(hit)) => (None, Some(limit_failure(feed, hit))),
-            (Err(host), None) => (None, Some(host_failure(&host))),
+            (Some(Err(_)), Some(hit)) => (None, Some(failure::limit(feed, hit))),
+            (Some(Err(host)), None) => (None, Some(failure::host(&host))),
         };
         if let (Some(_), Some(detail)) = (&error, watch.tls_failure()) {
-            error = Some(tls_failure(feed, &detail));
+            error = Some(failure::tls(feed, &detail));
+        }
+        if let Some(e) = error.as_mut().filter(|e| e.kind == "denied")
+            && watch.private_denied()
+        {
+            e.fix = failure::PRIVATE_ADDRESS_FIX.into();
         }
         let status = match (&report, &error) {
+            (_, Some(e)) if e.kind == "interrupted" => RunStatus::Interrupted,
             (_, Some(_)) => RunStatus::Failed,
             (Some(r), None) if !r.complete => RunStatus::Partial,
             _ => RunStatus::Ok,
         };
         let denied = watch.denied();
-        db.finish_run(
-            run_id,
-            &run_end(status, report.as_ref(), error.as_ref(), denied),
-        )?;
+        let seen = options.progress.snapshot();
+        let end = run_end(status, report.as_ref(), error.as_ref(), &seen, denied);
+        db.finish_run(run_id, &end)?;
         log_outcome(feed, report.as_ref(), error.as_ref());
         Ok(ImportOutcome {
             feed: feed.name.clone(),
@@ -142,6 +199,7 @@ impl Runner {
             run_id,
             status,
             report,
+            http: end.http,
             denied,
             error,
         })
@@ -209,10 +267,12 @@ impl Runner {
         pre: &FeedPluginPre<RunState>,
         feed: &Feed,
         store: &StoreRef,
+        origin_limits: OriginLimits,
+        options: &RunOptions,
         watch: &Arc<RunWatch>,
     ) -> CallResult {
         let limits = feed_limits(self.options.limits, feed);
-        let mut wasm = self.sandbox(feed, store, watch)?;
+        let mut wasm = self.sandbox(feed, store, origin_limits, options, watch)?;
         let deadline = Instant::now() + limits.run_time;
         let mut meter = CpuMeter::new(limits.cpu, EPOCH_TICK, deadline);
         let meter_watch = watch.clone();
@@ -222,7 +282,13 @@ impl Runner {
             Ok(()) => Ok(UpdateDeadline::Yield(1)),
             Err(hit) => Err(wasmtime::format_err!("stopped by {hit}")),
         });
-        let config = wit_config(feed, limits.pages);
+        let mut config = wit_config(feed, limits.pages);
+        if config.added_after.is_none() {
+            config.added_after = feed
+                .schedule
+                .initial_lookback
+                .added_after(SystemTime::now());
+        }
         let call = async {
             let plugin = pre
                 .instantiate_async(&mut wasm)
@@ -246,11 +312,14 @@ impl Runner {
         }
     }
 
-    /// A store for one run: its HTTP policy, credentials, bucket and limits.
+    /// A store for one run: its HTTP policy, credentials, politeness,
+    /// bucket and limits.
     fn sandbox(
         &self,
         feed: &Feed,
         store: &StoreRef,
+        origin_limits: OriginLimits,
+        options: &RunOptions,
         watch: &Arc<RunWatch>,
     ) -> Result<Store<RunState>> {
         feed.check()?;
@@ -272,11 +341,24 @@ impl Runner {
                 .with_context(|| format!("feed {}: TLS settings", feed.name))?,
             allow_private: feed.network.allow_private,
             response_bytes: limits.response_bytes,
-            timeouts: Timeouts::default(),
+            timeouts: Timeouts {
+                connect: origin_limits.connect_timeout,
+                first_byte: origin_limits.response_timeout,
+                between_bytes: origin_limits.response_timeout,
+            },
             watch: watch.clone(),
         });
-        let policy = OutgoingPolicy::new(allowed, credential, sender, limits.requests());
-        let bucket = BucketAccess::new(Database::open(&self.data_dir)?, store.clone());
+        let client = self.politeness.client(
+            &allowed[0].to_string(),
+            origin_limits,
+            sender.clone(),
+            options.progress.clone(),
+            options.shutdown.clone(),
+        );
+        let policy = OutgoingPolicy::new(allowed, credential, sender, limits.requests())
+            .with_politeness(client);
+        let bucket = BucketAccess::new(Database::open(&self.data_dir)?, store.clone())
+            .with_progress(options.progress.clone());
         let limiter = MemoryLimiter::new(limits.memory_bytes, watch.clone());
         let state = RunState::new(policy, bucket, limiter, self.options.guest_stderr);
         let mut wasm = Store::new(self.engine.engine(), state);
@@ -381,30 +463,59 @@ fn plugin_label(source: &PluginSource) -> String {
     }
 }
 
+/// The rate and burst of the strictest feed of this tenant on the same
+/// origin, with this feed's timeouts.
+fn origin_limits(db: &Database, feed: &Feed) -> OriginLimits {
+    let origin_of = |f: &Feed| origin(&f.collection_url).ok();
+    let Some(here) = origin_of(feed) else {
+        return feed.limits;
+    };
+    let feeds = db.feeds(&feed.tenant).unwrap_or_default();
+    let same_origin = feeds
+        .iter()
+        .filter(|f| origin_of(f).as_ref() == Some(&here));
+    feed.limits.strictest(same_origin.map(|f| &f.limits))
+}
+
 fn run_end(
     status: RunStatus,
     report: Option<&RunReport>,
     error: Option<&RunFailure>,
+    seen: &ProgressSnapshot,
     denied: u64,
 ) -> RunEnd {
+    let counts = match report {
+        Some(report) => RunCounts {
+            pages: report.pages.into(),
+            received: report.received,
+            stored: report.stored,
+            duplicates: report.duplicates,
+            rejected: report.rejected_count,
+            quarantined: seen.quarantined,
+        },
+        // No report: the host's own count of what was committed.
+        None => RunCounts {
+            pages: seen.pages,
+            stored: seen.objects,
+            quarantined: seen.quarantined,
+            ..RunCounts::default()
+        },
+    };
     RunEnd {
-        denied,
         status,
-        counts: report.map(counts).unwrap_or_default(),
+        counts,
+        http: HttpCounts {
+            requests: seen.requests,
+            retries: seen.retries,
+            waited_ms: seen.waited_ms,
+            http_statuses: seen.statuses.clone(),
+        },
+        denied,
         cursor: report.and_then(|r| r.cursor.clone()),
         error_kind: error.map(|e| e.kind.clone()),
         error: error.map(|e| format!("{} (fix: {})", e.message, e.fix)),
+        fix: error.map(|e| e.fix.clone()),
         report: report.and_then(|r| serde_json::to_string(r).ok()),
-    }
-}
-
-fn counts(report: &RunReport) -> RunCounts {
-    RunCounts {
-        pages: report.pages.into(),
-        received: report.received,
-        stored: report.stored,
-        duplicates: report.duplicates,
-        rejected: report.rejected_count,
     }
 }
 
@@ -443,152 +554,6 @@ pub fn feed_limits(host: RunLimits, feed: &Feed) -> RunLimits {
     }
 }
 
-/// A run stopped by one of its limits.
-fn limit_failure(feed: &Feed, hit: LimitHit) -> RunFailure {
-    let own_deadline = feed.deadline_secs.map(Duration::from_secs);
-    let fix = match hit {
-        LimitHit::RunTime(limit) if own_deadline == Some(limit) => format!(
-            "the next run continues from the cursor; to give this feed more time, raise its \
-             deadline with `taxii-host config add {} --replace --deadline ...`",
-            feed.name
-        ),
-        _ => format!(
-            "if this feed needs more, raise the limit with {} (see `taxii-host import --help`)",
-            hit.flag()
-        ),
-    };
-    RunFailure {
-        kind: "limit".into(),
-        message: format!(
-            "feed {}: the run was stopped by {hit}; pages committed before it are kept",
-            feed.name
-        ),
-        fix,
-    }
-}
-
-/// A run whose TLS connection failed.
-fn tls_failure(feed: &Feed, detail: &str) -> RunFailure {
-    RunFailure {
-        kind: "tls".into(),
-        message: format!("feed {}: {detail}", feed.name),
-        fix: "if the server's certificate comes from a private CA, give the feed its \
-              certificate with --ca-file; if the server asks for a client certificate, \
-              give --client-cert and --client-key; check that the URL names the server's \
-              own host"
-            .into(),
-    }
-}
-
-/// A failure of the host itself (configuration, plugin trap, database).
-fn host_failure(error: &anyhow::Error) -> RunFailure {
-    let trapped = error.downcast_ref::<wasmtime::Trap>().is_some();
-    RunFailure {
-        kind: if trapped { "trap" } else { "host" }.into(),
-        message: format!("{error:#}"),
-        fix: if trapped {
-            "the plugin crashed or hit a limit; nothing after its last committed page was \
-             stored; run with --verbose to see the plugin's own messages"
-                .into()
-        } else {
-            "see the message; nothing was lost from the store".into()
-        },
-    }
-}
-
-/// A plugin's failure, with the fix spelled out for this feed.
-pub fn explain(error: &ImportError, feed: &Feed) -> RunFailure {
-    let name = &feed.name;
-    let change = format!("`taxii-host config add {name} --replace ...`");
-    let (kind, message, fix) = match error {
-        ImportError::InvalidConfig(m) => (
-            "invalid-config",
-            m,
-            format!("correct the feed with {change}"),
-        ),
-        ImportError::Unauthorized(m) => (
-            "unauthorized",
-            m,
-            match &feed.auth {
-                Auth::Basic { username, password } => format!(
-                    "check the username {username:?} and the password in the {password}; \
-                     change them with {change}"
-                ),
-                Auth::Bearer { token } => {
-                    format!("check the token in the {token}; change it with {change}")
-                }
-                Auth::Header { name, value } => {
-                    format!("check the {name} value in the {value}; change it with {change}")
-                }
-                Auth::None => format!(
-                    "the server wants credentials: give the feed --username and a \
-                     --password-* option (or a token) with {change}"
-                ),
-            },
-        ),
-        ImportError::Forbidden(m) => (
-            "forbidden",
-            m,
-            "ask the server's operator for read access, or use a collection these \
-             credentials may read"
-                .into(),
-        ),
-        ImportError::NotFound(m) => (
-            "not-found",
-            m,
-            format!(
-                "check the Collection URL; it has the form \
-                 https://host/<api-root>/collections/<id>/ (change it with {change})"
-            ),
-        ),
-        ImportError::RateLimited(limit) => (
-            "rate-limited",
-            &limit.message,
-            match limit.retry_after_seconds {
-                Some(s) => format!("the server asks to wait {s} s; import again after that"),
-                None => "the server asks to slow down; import again later".into(),
-            },
-        ),
-        ImportError::Unavailable(m) => (
-            "unavailable",
-            m,
-            "check that the server is up and reachable, then import again; pages \
-             already committed are kept"
-                .into(),
-        ),
-        ImportError::MalformedResponse(m) => (
-            "malformed-response",
-            m,
-            "the server's answer is not the TAXII expected; pages already committed are \
-             kept; report it to the server's operator"
-                .into(),
-        ),
-        ImportError::UnsupportedVersion(m) => (
-            "unsupported-version",
-            m,
-            "the server does not speak a TAXII version this plugin reads".into(),
-        ),
-        ImportError::Denied(m) => (
-            "denied",
-            m,
-            "the plugin tried to reach an origin other than its feed's; the host's \
-             egress policy refused it"
-                .into(),
-        ),
-        ImportError::Store(m) => (
-            "store",
-            m,
-            "check free disk space and the permissions of the data directory".into(),
-        ),
-        ImportError::Other(m) => ("other", m, "see the message".into()),
-    };
-    RunFailure {
-        kind: kind.into(),
-        message: format!("feed {name}: {message}"),
-        fix,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,6 +571,8 @@ mod tests {
             added_after: None,
             page_limit,
             deadline_secs,
+            schedule: crate::schedule::FeedSchedule::default(),
+            limits: OriginLimits::default(),
         }
     }
 

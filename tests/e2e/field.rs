@@ -268,7 +268,9 @@ fn a_rate_limit_ends_the_run_with_its_delay_and_keeps_the_committed_pages() {
         kind: FaultKind::Status(429),
     }];
     let scenario = Scenario::new(script, &["--page-size", "10"]);
-    let outcome = scenario.import();
+    // The host waits out short rate limits itself (see politeness.rs); with
+    // no wait allowed, the plugin gets the 429 and must end the run.
+    let outcome = scenario.import_with(&["--max-retry-wait", "0s"]);
     assert_eq!(outcome["error"]["kind"], "rate-limited", "{outcome:#}");
     assert_eq!(scenario.stored().len(), 10);
     assert_eq!(

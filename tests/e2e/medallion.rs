@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use taxii_feed_tests::host::{Host, bundle_objects, versions_of};
+use taxii_feed_tests::host::{Host, bundle_objects, files_containing, versions_of};
 use taxii_feed_tests::medallion::Medallion;
 use taxii_feed_tests::python::{generated_bundle, run_script, validate_stix};
 
@@ -217,11 +217,7 @@ fn the_password_appears_in_no_output_log_or_store() {
             !seen.contains(secret),
             "the password leaked into the output"
         );
-        for entry in std::fs::read_dir(host.data_dir.path()).unwrap() {
-            let path = entry.unwrap().path();
-            let bytes = std::fs::read(&path).unwrap();
-            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
-            assert!(!found, "the password leaked into {}", path.display());
-        }
+        let leaked = files_containing(host.data_dir.path(), secret, &[]);
+        assert!(leaked.is_empty(), "the password leaked into {leaked:?}");
     }
 }

@@ -218,7 +218,16 @@ fn private_addresses_need_the_operators_permission() {
     add(&host, "local", &format!("{}{COLLECTION}", server.base), &[]);
     let outcome = &import_together(&host, &[], &["local"])[0];
     assert_eq!(outcome["error"]["kind"], "denied", "{outcome:#}");
-    assert_eq!(outcome["denied"], 1, "{outcome:#}");
+    assert_eq!(
+        outcome["denied"], 1,
+        "a refusal is not tried again: {outcome:#}"
+    );
+    assert!(
+        outcome["error"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("--allow-private")
+    );
     assert!(server.seen().is_empty());
 }
 

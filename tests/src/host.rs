@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use anyhow::{Context, Result, bail};
@@ -175,6 +175,24 @@ impl Default for Host {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The files under `dir` (in subdirectories too) that contain `secret`,
+/// except those in `skip` (the files the test wrote the secrets into).
+pub fn files_containing(dir: &Path, secret: &str, skip: &[&Path]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("a readable directory") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, secret, skip));
+        } else if !skip.contains(&path.as_path()) {
+            let bytes = std::fs::read(&path).expect("a readable file");
+            if bytes.windows(secret.len()).any(|w| w == secret.as_bytes()) {
+                found.push(path);
+            }
+        }
+    }
+    found
 }
 
 /// (id, modified) of objects.

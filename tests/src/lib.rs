@@ -8,15 +8,19 @@
 pub mod attack;
 pub mod canned;
 pub mod fake_taxii;
+pub mod fault_proxy;
 pub mod fixtures;
 pub mod flaky_proxy;
 pub mod host;
 pub mod http_server;
 pub mod medallion;
 pub mod pki;
+pub mod proxied;
 pub mod python;
 pub mod scenario;
 pub mod serve;
+pub mod serving;
+pub mod snapshot;
 pub mod store;
 
 use std::path::{Path, PathBuf};

@@ -39,7 +39,16 @@ impl Scenario {
 
     /// Imports the feed; returns its JSON outcome, failed or not.
     pub fn import(&self) -> Value {
-        self.host.import(FEED).expect("import prints its outcome")
+        self.import_with(&[])
+    }
+
+    /// Imports the feed with extra `import` flags; returns the outcome.
+    pub fn import_with(&self, flags: &[&str]) -> Value {
+        let mut args = vec!["import", FEED, "--format", "json"];
+        args.extend(flags);
+        let run = self.host.run(args);
+        serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("import printed no JSON ({e}):\n{run:?}"))
     }
 
     /// Imports the feed, which must succeed; returns the run report.
