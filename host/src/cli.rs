@@ -13,8 +13,10 @@ use anyhow::{Context, Result, bail};
 use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod connection;
 mod schedule;
 
+pub use self::connection::{CredentialArgs, NetworkArgs};
 pub use self::read::{ObjectArgs, QueryArgs, QueryFormat, QueryStoreArgs, ServeArgs};
 use self::schedule::{RetryArgs, RunsArgs, ScheduleArgs};
 use crate::bindings::types::NoteLevel;
@@ -153,9 +155,6 @@ pub enum ConfigCommand {
 
 /// `config add`.
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("password_source").args(["password_env", "password_file", "password_secret"]))]
-#[command(group = clap::ArgGroup::new("token_source").args(["token_env", "token_file", "token_secret"]))]
-#[command(group = clap::ArgGroup::new("header_source").args(["header_env", "header_file", "header_secret"]))]
 pub struct ConfigAddArgs {
     /// The feed's name, which is also its store's name [default: the
     /// plugin's name]
@@ -164,112 +163,10 @@ pub struct ConfigAddArgs {
     #[arg(long, value_name = "URL")]
     pub collection_url: String,
 
-    /// Username for HTTP Basic authentication (with one --password-* option).
-    #[arg(long, help_heading = "Credentials", requires = "password_source")]
-    pub username: Option<String>,
-    /// Read the password from this environment variable at each run.
-    #[arg(
-        long,
-        value_name = "VAR",
-        help_heading = "Credentials",
-        requires = "username"
-    )]
-    pub password_env: Option<String>,
-    /// Read the password from the first line of this file (mode 600) at each run.
-    #[arg(
-        long,
-        value_name = "PATH",
-        help_heading = "Credentials",
-        requires = "username"
-    )]
-    pub password_file: Option<PathBuf>,
-    /// Read the password from this key of the secrets file at each run.
-    #[arg(
-        long,
-        value_name = "KEY",
-        help_heading = "Credentials",
-        requires = "username"
-    )]
-    pub password_secret: Option<String>,
-    /// Refused: a password on the command line ends up in the shell history.
-    #[arg(long, hide = true, value_name = "PASSWORD")]
-    pub password: Option<String>,
-    /// Send `Authorization: Bearer` with the token from this variable.
-    #[arg(long, value_name = "VAR", help_heading = "Credentials", conflicts_with_all = ["username", "header"])]
-    pub token_env: Option<String>,
-    /// ... with the token from this file (mode 600).
-    #[arg(long, value_name = "PATH", help_heading = "Credentials", conflicts_with_all = ["username", "header"])]
-    pub token_file: Option<PathBuf>,
-    /// ... with the token from this key of the secrets file.
-    #[arg(long, value_name = "KEY", help_heading = "Credentials", conflicts_with_all = ["username", "header"])]
-    pub token_secret: Option<String>,
-    /// Send the secret in this header instead (for example X-API-Key),
-    /// with one --header-* option.
-    #[arg(
-        long,
-        value_name = "NAME",
-        help_heading = "Credentials",
-        requires = "header_source",
-        conflicts_with = "username"
-    )]
-    pub header: Option<String>,
-    /// The header's value from this variable.
-    #[arg(
-        long,
-        value_name = "VAR",
-        help_heading = "Credentials",
-        requires = "header"
-    )]
-    pub header_env: Option<String>,
-    /// The header's value from this file (mode 600).
-    #[arg(
-        long,
-        value_name = "PATH",
-        help_heading = "Credentials",
-        requires = "header"
-    )]
-    pub header_file: Option<PathBuf>,
-    /// The header's value from this key of the secrets file.
-    #[arg(
-        long,
-        value_name = "KEY",
-        help_heading = "Credentials",
-        requires = "header"
-    )]
-    pub header_secret: Option<String>,
-
-    /// Let runs reach this origin too (https://host:port); repeat as needed.
-    #[arg(long, value_name = "URL", help_heading = "Network")]
-    pub allow_origin: Vec<String>,
-    /// Let runs reach private, loopback and link-local addresses (a server
-    /// on this machine or the local network).
-    #[arg(long, help_heading = "Network")]
-    pub allow_private: bool,
-    /// Let credentials go over plain http:// to another machine.
-    #[arg(long, help_heading = "Network")]
-    pub allow_insecure_auth: bool,
-    /// Trust only the certificate authorities in this PEM file.
-    #[arg(long, value_name = "PATH", help_heading = "Network")]
-    pub ca_file: Option<PathBuf>,
-    /// Present this client certificate (PEM) to the server (mTLS).
-    #[arg(
-        long,
-        value_name = "PATH",
-        help_heading = "Network",
-        requires = "client_key"
-    )]
-    pub client_cert: Option<PathBuf>,
-    /// The client certificate's private key (PEM, mode 600).
-    #[arg(
-        long,
-        value_name = "PATH",
-        help_heading = "Network",
-        requires = "client_cert"
-    )]
-    pub client_key: Option<PathBuf>,
-    /// DANGEROUS: do not verify the server's certificate.
-    #[arg(long, help_heading = "Network")]
-    pub insecure_skip_tls_verify: bool,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 
     /// Objects per page (the TAXII `limit`) [default: 1000]
     #[arg(long, value_name = "N")]
@@ -296,57 +193,6 @@ pub struct ConfigAddArgs {
     pub replace: bool,
     #[command(flatten)]
     pub schedule: ScheduleArgs,
-}
-
-impl ConfigAddArgs {
-    /// The credentials these options describe.
-    fn auth(&self) -> Result<Auth> {
-        let source = |env: &Option<String>, file: &Option<PathBuf>, key: &Option<String>| {
-            Ok::<_, anyhow::Error>(match (env, file, key) {
-                (Some(var), _, _) => Some(SecretSource::Env(var.clone())),
-                (_, Some(path), _) => Some(SecretSource::File(absolute(path.clone())?)),
-                (_, _, Some(key)) => Some(SecretSource::Stored(key.clone())),
-                _ => None,
-            })
-        };
-        let password = source(
-            &self.password_env,
-            &self.password_file,
-            &self.password_secret,
-        )?;
-        let token = source(&self.token_env, &self.token_file, &self.token_secret)?;
-        let value = source(&self.header_env, &self.header_file, &self.header_secret)?;
-        Ok(
-            match (&self.username, password, token, &self.header, value) {
-                (Some(username), Some(password), None, None, None) => Auth::Basic {
-                    username: username.clone(),
-                    password,
-                },
-                (None, None, Some(token), None, None) => Auth::Bearer { token },
-                (None, None, None, Some(name), Some(value)) => Auth::Header {
-                    name: name.clone(),
-                    value,
-                },
-                (None, None, None, None, None) => Auth::None,
-                _ => bail!(
-                    "give one kind of credentials: --username with a --password-* option, \
-                 a --token-* option, or --header with a --header-* option"
-                ),
-            },
-        )
-    }
-
-    fn network(&self) -> Result<NetworkOptions> {
-        Ok(NetworkOptions {
-            allowed_origins: self.allow_origin.clone(),
-            allow_private: self.allow_private,
-            allow_insecure_auth: self.allow_insecure_auth,
-            ca_file: self.ca_file.clone().map(absolute).transpose()?,
-            client_cert: self.client_cert.clone().map(absolute).transpose()?,
-            client_key: self.client_key.clone().map(absolute).transpose()?,
-            insecure_skip_tls_verify: self.insecure_skip_tls_verify,
-        })
-    }
 }
 
 /// `import`.
@@ -544,13 +390,6 @@ impl Session {
     }
 
     fn add_feed(&self, args: ConfigAddArgs) -> Result<ExitCode> {
-        if args.password.is_some() {
-            bail!(
-                "--password is not accepted: a password on the command line is kept in the \
-                 shell history and visible to other users; use --password-env VAR or \
-                 --password-file PATH"
-            );
-        }
         let runtime = runtime()?;
         let runner = self.runner()?;
         let source = PluginSource::from_path(args.plugin.as_deref());
@@ -564,8 +403,8 @@ impl Session {
             name,
             plugin: args.plugin.clone().map(absolute).transpose()?,
             collection_url: args.collection_url.clone(),
-            auth: args.auth()?,
-            network: args.network()?,
+            auth: args.credentials.auth()?,
+            network: args.network.network()?,
             page_size: args.page_size,
             object_types: args.types,
             added_after: args.added_after,
@@ -897,7 +736,7 @@ mod tests {
             all.extend(args);
             match Cli::try_parse_from(all).map(|cli| cli.command) {
                 Ok(Command::Config(ConfigCommand::Add(args))) => {
-                    args.auth().map_err(|e| e.to_string())
+                    args.credentials.auth().map_err(|e| e.to_string())
                 }
                 Ok(_) => unreachable!("config add parses as config add"),
                 Err(e) => Err(e.to_string()),

@@ -9,7 +9,6 @@
 //! own, allowed that origin alone and given no credentials.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -17,10 +16,9 @@ use clap::Args;
 use url::Url;
 
 use crate::bindings::types::{ApiRootInfo, Discovery, ImportError, ResourceKind};
-use crate::cli::ListFormat;
-use crate::feeds::{Auth, NetworkOptions, is_loopback_host};
+use crate::cli::{CredentialArgs, ListFormat, NetworkArgs};
+use crate::feeds::{NetworkOptions, check_transport};
 use crate::runner::{Runner, credential};
-use crate::secret::SecretSource;
 
 /// `discover`.
 #[derive(Debug, Args)]
@@ -29,83 +27,16 @@ pub struct DiscoverArgs {
     /// or only the server (https://host), under which /taxii2/ and /taxii/
     /// are tried.
     pub url: String,
-    /// Username for HTTP Basic authentication (with --password-env or
-    /// --password-file).
-    #[arg(long, help_heading = "Credentials")]
-    pub username: Option<String>,
-    /// Read the password from this environment variable.
-    #[arg(
-        long,
-        value_name = "VAR",
-        help_heading = "Credentials",
-        requires = "username"
-    )]
-    pub password_env: Option<String>,
-    /// Read the password from the first line of this file (mode 600).
-    #[arg(
-        long,
-        value_name = "PATH",
-        help_heading = "Credentials",
-        requires = "username",
-        conflicts_with = "password_env"
-    )]
-    pub password_file: Option<PathBuf>,
-    /// Send `Authorization: Bearer` with the token from this variable.
-    #[arg(
-        long,
-        value_name = "VAR",
-        help_heading = "Credentials",
-        conflicts_with = "username"
-    )]
-    pub token_env: Option<String>,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
     /// Read API roots listed on other origins too (without credentials).
     #[arg(long)]
     pub follow_other_origins: bool,
-    /// Allow private, loopback and link-local addresses (a server on this
-    /// machine or the local network).
-    #[arg(long, help_heading = "Network")]
-    pub allow_private: bool,
-    /// Let credentials go over plain http:// to another machine.
-    #[arg(long, help_heading = "Network")]
-    pub allow_insecure_auth: bool,
-    /// Trust only the certificate authorities in this PEM file.
-    #[arg(long, value_name = "PATH", help_heading = "Network")]
-    pub ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     pub format: ListFormat,
-}
-
-impl DiscoverArgs {
-    fn auth(&self) -> Result<Auth> {
-        let password = match (&self.password_env, &self.password_file) {
-            (Some(var), _) => Some(SecretSource::Env(var.clone())),
-            (None, Some(path)) => Some(SecretSource::File(
-                std::path::absolute(path).context("cannot resolve the password file")?,
-            )),
-            (None, None) => None,
-        };
-        Ok(match (&self.username, password, &self.token_env) {
-            (Some(username), Some(password), None) => Auth::Basic {
-                username: username.clone(),
-                password,
-            },
-            (None, None, Some(var)) => Auth::Bearer {
-                token: SecretSource::Env(var.clone()),
-            },
-            (None, None, None) => Auth::None,
-            _ => bail!("--username needs --password-env or --password-file"),
-        })
-    }
-
-    fn network(&self) -> NetworkOptions {
-        NetworkOptions {
-            allow_private: self.allow_private,
-            allow_insecure_auth: self.allow_insecure_auth,
-            ca_file: self.ca_file.clone(),
-            ..NetworkOptions::default()
-        }
-    }
 }
 
 /// Runs `discover` and prints what it found.
@@ -114,18 +45,11 @@ pub async fn run(
     args: &DiscoverArgs,
     secrets_file: &std::path::Path,
 ) -> Result<ExitCode> {
-    let auth = args.auth()?;
+    let auth = args.credentials.auth()?;
     let url = Url::parse(args.url.trim())
         .with_context(|| format!("{:?} is not a URL: give the server's full URL", args.url))?;
-    let plain_remote = url.scheme() == "http" && !url.host_str().is_some_and(is_loopback_host);
-    if auth != Auth::None && plain_remote && !args.allow_insecure_auth {
-        bail!(
-            "refusing to send credentials over plain http:// to {}: use https://, or pass \
-             --allow-insecure-auth if this network is trusted",
-            url.host_str().unwrap_or_default()
-        );
-    }
-    let network = args.network();
+    let network = args.network.network()?;
+    check_transport(&url, &auth, &network)?;
     let credential = credential(&auth, secrets_file)?;
     let mut found = match runner
         .discover(url.as_str(), false, credential, &network)

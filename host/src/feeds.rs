@@ -156,6 +156,21 @@ pub fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Refuses credentials over plain `http://` to another machine, unless
+/// the operator allowed it.
+pub fn check_transport(url: &Url, auth: &Auth, network: &NetworkOptions) -> Result<()> {
+    let plain_remote = url.scheme() == "http" && !url.host_str().is_some_and(is_loopback_host);
+    if *auth != Auth::None && plain_remote && !network.allow_insecure_auth {
+        bail!(
+            "refusing to send credentials over plain http:// to {}: anyone on the path \
+             could read them; use https://, or pass --allow-insecure-auth if this network \
+             is trusted",
+            url.host_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 impl Feed {
     /// Checks what the host itself needs; the plugin checks the rest.
     pub fn check(&self) -> Result<()> {
@@ -164,16 +179,8 @@ impl Feed {
         let url = Url::parse(&self.collection_url).with_context(|| {
             format!("the Collection URL {:?} is not a URL", self.collection_url)
         })?;
-        let plain_remote = url.scheme() == "http" && !url.host_str().is_some_and(is_loopback_host);
-        if self.auth != Auth::None && plain_remote && !self.network.allow_insecure_auth {
-            bail!(
-                "feed {}: refusing to send credentials over plain http:// to {}: anyone on \
-                 the path could read them; use https://, or pass --allow-insecure-auth if \
-                 this network is trusted",
-                self.name,
-                url.host_str().unwrap_or_default()
-            );
-        }
+        check_transport(&url, &self.auth, &self.network)
+            .with_context(|| format!("feed {}", self.name))?;
         if let Auth::Header { name, .. } = &self.auth {
             let ok = http::HeaderName::from_bytes(name.as_bytes()).is_ok();
             if !ok || name.eq_ignore_ascii_case("host") {
@@ -449,7 +456,7 @@ mod tests {
     fn refuses_credentials_over_plain_http_to_another_machine() {
         let mut remote = feed("a");
         remote.collection_url = "http://taxii.example/api/collections/c/".into();
-        let message = remote.check().unwrap_err().to_string();
+        let message = format!("{:#}", remote.check().unwrap_err());
         assert!(message.contains("--allow-insecure-auth"), "{message}");
         remote.network.allow_insecure_auth = true;
         remote.check().unwrap();

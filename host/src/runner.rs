@@ -15,7 +15,7 @@ use crate::bindings::FeedPluginPre;
 use crate::bindings::types::{self, ImportError, RunReport};
 use crate::db::Database;
 use crate::engine::{EPOCH_TICK, PluginEngine, PluginSource};
-use crate::feeds::{Auth, Feed};
+use crate::feeds::{Auth, Feed, NetworkOptions};
 use crate::keyvalue::BucketAccess;
 use crate::limits::{CpuMeter, LimitHit, MemoryLimiter, RunLimits, RunWatch};
 use crate::lock::Lock;
@@ -336,18 +336,13 @@ impl Runner {
                  can impersonate the server (config add --insecure-skip-tls-verify)"
             );
         }
-        let sender = Arc::new(Sender {
-            tls: crate::tls::client_config(&feed.network.tls())
-                .with_context(|| format!("feed {}: TLS settings", feed.name))?,
-            allow_private: feed.network.allow_private,
-            response_bytes: limits.response_bytes,
-            timeouts: Timeouts {
-                connect: origin_limits.connect_timeout,
-                first_byte: origin_limits.response_timeout,
-                between_bytes: origin_limits.response_timeout,
-            },
-            watch: watch.clone(),
-        });
+        let timeouts = Timeouts {
+            connect: origin_limits.connect_timeout,
+            first_byte: origin_limits.response_timeout,
+            between_bytes: origin_limits.response_timeout,
+        };
+        let sender = sender(&feed.network, &limits, timeouts, watch)
+            .with_context(|| format!("feed {}: TLS settings", feed.name))?;
         let client = self.politeness.client(
             &allowed[0].to_string(),
             origin_limits,
@@ -378,17 +373,11 @@ impl Runner {
         url: &str,
         follow_other_origins: bool,
         credential: Option<Credential>,
-        network: &crate::feeds::NetworkOptions,
+        network: &NetworkOptions,
     ) -> Result<DiscoverResult> {
         let watch = Arc::new(RunWatch::default());
         let limits = self.options.limits;
-        let sender = Arc::new(Sender {
-            tls: crate::tls::client_config(&network.tls())?,
-            allow_private: network.allow_private,
-            response_bytes: limits.response_bytes,
-            timeouts: Timeouts::default(),
-            watch: watch.clone(),
-        });
+        let sender = sender(network, &limits, Timeouts::default(), &watch)?;
         let policy = OutgoingPolicy::new(vec![origin(url)?], credential, sender, DISCOVER_REQUESTS);
         let limiter = MemoryLimiter::new(limits.memory_bytes, watch);
         let state = RunState::new(
@@ -421,6 +410,23 @@ impl Runner {
                 )
             })?
     }
+}
+
+/// What sends one run's requests: its TLS settings, which addresses it may
+/// reach, its response cap and timeouts.
+fn sender(
+    network: &NetworkOptions,
+    limits: &RunLimits,
+    timeouts: Timeouts,
+    watch: &Arc<RunWatch>,
+) -> Result<Arc<Sender>> {
+    Ok(Arc::new(Sender {
+        tls: crate::tls::client_config(&network.tls())?,
+        allow_private: network.allow_private,
+        response_bytes: limits.response_bytes,
+        timeouts,
+        watch: watch.clone(),
+    }))
 }
 
 fn origin(url: &str) -> Result<Origin> {

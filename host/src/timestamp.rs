@@ -7,7 +7,9 @@
 //!   `YYYY-MM-DDTHH:MM:SS.ffffffZ` (six digits), as [`crate::now_rfc3339`]
 //!   writes it.
 
-/// A timestamp with exactly nine fractional digits, or `None` when `value`
+/// A timestamp with exactly nine fractional digits (the form of the
+/// plugin's object keys, see `canonical_timestamp` in guest/src/stix.rs,
+/// which is stricter: this one reads what people type), or `None` when `value`
 /// is not an RFC 3339 UTC timestamp (`Z`, or an offset of `+00:00`).
 pub fn canonical(value: &str) -> Option<String> {
     let body = value

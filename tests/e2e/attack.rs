@@ -22,31 +22,13 @@ use std::time::Instant;
 use serde_json::Value;
 use taxii_feed_tests::attack::{self, to_stix21, validate_21, validation_sample};
 use taxii_feed_tests::fake_taxii::Script;
-use taxii_feed_tests::scenario::{FEED, Scenario};
+use taxii_feed_tests::scenario::Scenario;
 
 /// Objects by id (ATT&CK holds one version of each).
 fn by_id(objects: Vec<Value>) -> BTreeMap<String, Value> {
     objects
         .into_iter()
         .map(|o| (o["id"].as_str().unwrap_or_default().to_string(), o))
-        .collect()
-}
-
-fn originals(scenario: &Scenario) -> Vec<Value> {
-    let out = scenario.host.ok([
-        "retrieve",
-        "query",
-        FEED,
-        "--original",
-        "--include",
-        "all",
-        "--versions",
-        "all",
-        "--format",
-        "jsonl",
-    ]);
-    out.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
 
@@ -79,10 +61,10 @@ fn import_both_ways(objects: &[Value], page_size: &str) -> Vec<Value> {
         "the two routes stored different objects"
     );
     assert!(
-        by_id(originals(&over_20)) == by_id(objects.to_vec()),
+        by_id(over_20.originals()) == by_id(objects.to_vec()),
         "every original is kept as served"
     );
-    assert!(originals(&over_21).is_empty(), "STIX 2.1 needs no original");
+    assert!(over_21.originals().is_empty(), "STIX 2.1 needs no original");
     stored_20
 }
 
@@ -133,5 +115,5 @@ fn attack_for_ics_in_stix_21_is_stored_as_served() {
         by_id(scenario.stored()) == by_id(objects),
         "stored unchanged"
     );
-    assert!(originals(&scenario).is_empty());
+    assert!(scenario.originals().is_empty());
 }

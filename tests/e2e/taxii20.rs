@@ -96,22 +96,7 @@ fn a_415_also_means_asking_in_the_other_version() {
 fn the_originals_of_converted_objects_are_retrievable() {
     let scenario = Scenario::new(Script::v20(objects(3)), &[]);
     scenario.import_ok();
-    let out = scenario.host.ok([
-        "retrieve",
-        "query",
-        FEED,
-        "--original",
-        "--include",
-        "all",
-        "--versions",
-        "all",
-        "--format",
-        "jsonl",
-    ]);
-    let originals: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let originals = scenario.originals();
     assert_eq!(originals, objects(3), "byte for byte as served");
     let bundle: Value =
         serde_json::from_str(&scenario.host.ok(["retrieve", "query", FEED, "--original"])).unwrap();

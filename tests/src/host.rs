@@ -149,7 +149,7 @@ impl Host {
     /// Every object version in a store (revoked and expired ones too), as
     /// JSON values.
     pub fn objects(&self, store: &str) -> Vec<Value> {
-        let out = self.ok([
+        self.jsonl([
             "retrieve",
             "query",
             store,
@@ -159,8 +159,17 @@ impl Host {
             "all",
             "--format",
             "jsonl",
-        ]);
-        out.lines()
+        ])
+    }
+
+    /// Runs a command that must succeed and prints JSON lines; returns them.
+    pub fn jsonl<I, S>(&self, args: I) -> Vec<Value>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.ok(args)
+            .lines()
             .map(|line| serde_json::from_str(line).expect("a JSON line"))
             .collect()
     }

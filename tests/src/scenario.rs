@@ -56,6 +56,22 @@ impl Scenario {
         self.host.import_ok(FEED)
     }
 
+    /// Every original the plugin kept (objects it converted), as received.
+    pub fn originals(&self) -> Vec<Value> {
+        self.host.jsonl([
+            "retrieve",
+            "query",
+            FEED,
+            "--original",
+            "--include",
+            "all",
+            "--versions",
+            "all",
+            "--format",
+            "jsonl",
+        ])
+    }
+
     /// Every object version stored.
     pub fn stored(&self) -> Vec<Value> {
         self.host.objects(FEED)
