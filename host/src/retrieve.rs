@@ -39,7 +39,19 @@ pub struct StoreSummary {
     pub last_status: Option<RunStatus>,
     /// Its error, if it failed.
     pub last_error: Option<String>,
-    // TODO(#4): `next_run`, when the scheduler gives feeds an interval.
+    /// When `serve` runs the feed next by its interval: the last run's
+    /// start plus the feed's `--every` (`serve` adds up to 10 % jitter,
+    /// and tries a failed run sooner). `None` without a feed; `"due"`
+    /// when the feed has not run yet.
+    pub next_run: Option<String>,
+}
+
+/// When a feed is due next by its interval, from its last run's start.
+fn next_run(feed: &crate::feeds::Feed, last_started: Option<&str>) -> String {
+    let Some(started) = last_started.and_then(|t| humantime::parse_rfc3339_weak(t).ok()) else {
+        return "due".into();
+    };
+    humantime::format_rfc3339_seconds(started + feed.schedule.every).to_string()
 }
 
 /// Every store of a tenant with its counts and last run.
@@ -50,7 +62,11 @@ pub fn list_stores(db: &Database, tenant: &str) -> Result<Vec<StoreSummary>> {
             let (objects, versions) = db.object_counts(&store)?;
             let last = db.last_run(&store)?;
             let feed = db.feed(tenant, &store.name)?;
+            let next_run = feed
+                .as_ref()
+                .map(|f| next_run(f, last.as_ref().map(|r| r.started_at.as_str())));
             Ok(StoreSummary {
+                next_run,
                 feed: feed.as_ref().map(|f| f.name.clone()),
                 collection_url: feed.map(|f| without_credentials(&f.collection_url)),
                 objects,
@@ -102,6 +118,7 @@ pub fn write_store_table(stores: &[StoreSummary], out: &mut impl Write) -> Resul
         "TYPES",
         "LAST RUN",
         "STATUS",
+        "NEXT RUN",
         "COLLECTION",
     ]);
     for s in stores {
@@ -115,6 +132,7 @@ pub fn write_store_table(stores: &[StoreSummary], out: &mut impl Write) -> Resul
             s.last_run.clone().unwrap_or_else(|| "never".into()),
             s.last_status
                 .map_or_else(|| "-".into(), |st| st.to_string()),
+            s.next_run.clone().unwrap_or_else(|| "-".into()),
             s.collection_url.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
@@ -171,7 +189,19 @@ mod tests {
             Some("https://taxii.example/api/collections/c/")
         );
         assert_eq!(intel.feed.as_deref(), Some("intel"));
+        assert_eq!(intel.next_run.as_deref(), Some("due"), "it never ran");
         assert_eq!(stores[1].feed, None);
+        assert_eq!(stores[1].next_run, None);
+
+        let started = db
+            .begin_run(&store, &crate::runs::RunStart::default())
+            .unwrap();
+        assert!(started > 0);
+        let last = db.last_run(&store).unwrap().unwrap().started_at;
+        let start = humantime::parse_rfc3339_weak(&last).unwrap();
+        let expected = humantime::format_rfc3339_seconds(start + feed.schedule.every).to_string();
+        let stores = list_stores(&db, "default").unwrap();
+        assert_eq!(stores[0].next_run.as_deref(), Some(expected.as_str()));
 
         let mut table = Vec::new();
         write_store_table(&stores, &mut table).unwrap();
