@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::config::FeedConfig;
 use crate::discovery::{self, ResourceKind};
-use crate::http::{self, Transport, TransportError};
+use crate::http::{self, FollowRedirects, Transport, TransportError};
 use crate::report::{self, ImportError, NoteLevel};
 use crate::store::{EventStore, StoreError};
 use crate::{PLUGIN_NAME, PLUGIN_VERSION};
@@ -89,7 +89,7 @@ impl Guest for Plugin {
                 });
             }
         };
-        crate::import_any_intel(&config, WasiHttp, KeyValue(bucket))
+        crate::import_any_intel(&config, FollowRedirects(WasiHttp), KeyValue(bucket))
             .map(Into::into)
             .map_err(|failure| wit::ImportFailure {
                 error: failure.error.into(),
@@ -101,7 +101,7 @@ impl Guest for Plugin {
         url: String,
         follow_other_origins: bool,
     ) -> Result<wit::Discovery, wit::ImportError> {
-        crate::discover(&url, follow_other_origins, WasiHttp)
+        crate::discover(&url, follow_other_origins, FollowRedirects(WasiHttp))
             .map(Into::into)
             .map_err(Into::into)
     }
@@ -177,6 +177,7 @@ impl Transport for WasiHttp {
             status,
             headers,
             body: bytes,
+            redirected_to: None,
         })
     }
 

@@ -94,7 +94,7 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
         let cursor = self.stored_cursor()?;
         self.report.previous_cursor.clone_from(&cursor);
         self.report.cursor = cursor;
-        self.negotiate(&collection)?;
+        let collection = self.negotiate(&collection)?;
         let mut resumes = 0;
         loop {
             let walked = match self.version {

@@ -323,3 +323,50 @@ fn a_run_waiting_on_a_silent_server_ends_at_the_run_time_limit() {
     assert!(message.contains("run time limit (2s)"), "{message}");
     drop(silent);
 }
+
+#[test]
+fn the_plugin_follows_redirects_only_where_the_policy_allows() {
+    let target = Canned::http(taxii_collection(indicators(3)));
+    let elsewhere = format!("{}{COLLECTION}", target.base);
+    let mut answers = taxii_collection(indicators(2));
+    answers.insert(
+        "/api/collections/c1".into(),
+        Answer::redirect(301, COLLECTION),
+    );
+    answers.insert("/moved/".into(), Answer::redirect(308, &elsewhere));
+    let server = Canned::http(answers);
+    let host = Host::new();
+    let no_slash = format!("{}/api/collections/c1", server.base);
+    add(&host, "same-origin", &no_slash, &["--allow-private"]);
+    let moved = format!("{}/moved/", server.base);
+    add(&host, "moved", &moved, &["--allow-private"]);
+    add(
+        &host,
+        "moved-allowed",
+        &moved,
+        &["--allow-private", "--allow-origin", &target.base],
+    );
+
+    let outcomes = import_together(&host, &[], &["same-origin", "moved", "moved-allowed"]);
+    assert_eq!(outcomes[0]["status"], "ok", "{:#}", outcomes[0]);
+    assert_eq!(host.objects("same-origin").len(), 2);
+
+    let refused = &outcomes[1];
+    assert_eq!(refused["error"]["kind"], "denied", "{refused:#}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("redirected to {elsewhere}")),
+        "{message}"
+    );
+    assert_eq!(refused["denied"], 1);
+
+    assert_eq!(outcomes[2]["status"], "ok", "{:#}", outcomes[2]);
+    assert_eq!(host.objects("moved-allowed").len(), 3);
+    assert!(
+        target
+            .seen()
+            .iter()
+            .all(|r| r.target.starts_with(COLLECTION)),
+        "only the allowed feed reached the other origin"
+    );
+}

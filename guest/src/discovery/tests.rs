@@ -44,6 +44,7 @@ impl Transport for Site {
             status: *status,
             headers: vec![("content-type".into(), (*media).into())],
             body: body.clone().into_bytes(),
+            redirected_to: None,
         })
     }
 }

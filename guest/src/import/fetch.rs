@@ -28,7 +28,9 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
     /// The version recorded by an earlier run is asked first; else 2.1.
     /// A 406 or 415 makes the run ask once in the other version; an answer
     /// with a 2.0 media type means 2.0 whatever was asked.
-    pub(super) fn negotiate(&mut self, collection: &Url) -> Result<(), ImportError> {
+    ///
+    /// Returns the collection's URL: where redirects led, if they did.
+    pub(super) fn negotiate(&mut self, collection: &Url) -> Result<Url, ImportError> {
         let stored = self.stored_version()?;
         let first = stored.unwrap_or(TaxiiVersion::V21);
         let (version, response) = match self.ask_collection(collection, first)? {
@@ -60,7 +62,27 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
         if stored != Some(version) {
             self.record_version(version, stored)?;
         }
-        Ok(())
+        Ok(self.moved_to(collection, response.redirected_to))
+    }
+
+    /// The collection's URL after redirects, noted for the operator.
+    fn moved_to(&mut self, configured: &Url, redirected: Option<Url>) -> Url {
+        let Some(mut moved) = redirected else {
+            return configured.clone();
+        };
+        moved.set_query(None);
+        if !moved.path().ends_with('/') {
+            let path = format!("{}/", moved.path());
+            moved.set_path(&path);
+        }
+        if moved != *configured {
+            let message = format!(
+                "the collection at {configured} redirects to {moved}; objects are read from \
+                 there (update the feed's Collection URL to skip the redirect)"
+            );
+            self.report.note(NoteLevel::Info, message);
+        }
+        moved
     }
 
     fn stored_version(&mut self) -> Result<Option<TaxiiVersion>, ImportError> {

@@ -266,5 +266,6 @@ fn response(status: u16, headers: Vec<(String, String)>, body: Value) -> Respons
         status,
         headers,
         body: body.to_string().into_bytes(),
+        redirected_to: None,
     }
 }
