@@ -44,7 +44,8 @@ struct Cli {
     /// enterprise-attack-2.0.json); its row is skipped when absent.
     #[arg(long)]
     attack: Option<PathBuf>,
-    /// Where data directories and logs go (emptied first).
+    /// Where data directories and logs go (default target/bench; emptied
+    /// first, if it is empty or was made by this benchmark).
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// Rows to run: import, attack, python, native, query, startup.
@@ -175,8 +176,17 @@ impl Bench {
             .work_dir
             .clone()
             .unwrap_or_else(|| root.join("target/bench"));
+        // Empty only a directory this benchmark made (it leaves a marker).
+        let marker = work.join(".taxii-feed-bench");
+        let foreign = std::fs::read_dir(&work).is_ok_and(|mut d| d.next().is_some());
+        ensure!(
+            !foreign || marker.exists(),
+            "{} is not empty and was not made by taxii-feed-bench: give another --work-dir",
+            work.display()
+        );
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work)?;
+        std::fs::write(&marker, "")?;
         let cache = work.join("cache");
         let mut pages = HashMap::new();
         let mut collections = Vec::new();
