@@ -15,6 +15,7 @@ pub mod host;
 pub mod http_server;
 pub mod medallion;
 pub mod pki;
+pub mod postgres;
 pub mod proxied;
 pub mod python;
 pub mod scenario;

@@ -38,10 +38,9 @@ impl Fixture {
             .collect();
         self.db.set_entries(self.store.id, &entries).unwrap();
         self.db
-            .conn
             .execute(
                 "UPDATE entries SET added_at = ?1 WHERE added_at > ?1",
-                [added_at],
+                crate::args![added_at],
             )
             .unwrap();
     }

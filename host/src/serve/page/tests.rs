@@ -17,12 +17,11 @@ fn store(commits: &[(&str, &[&str])]) -> (tempfile::TempDir, Database, StoreRef)
             })
             .collect();
         db.set_entries(store.id, &entries).unwrap();
-        db.conn
-            .execute(
-                "UPDATE entries SET added_at = ?1 WHERE added_at > ?1",
-                [added_at],
-            )
-            .unwrap();
+        db.execute(
+            "UPDATE entries SET added_at = ?1 WHERE added_at > ?1",
+            crate::args![*added_at],
+        )
+        .unwrap();
     }
     (dir, db, store)
 }
