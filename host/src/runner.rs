@@ -193,6 +193,12 @@ impl Runner {
     pub async fn import_with(&self, feed: &Feed, options: RunOptions) -> Result<ImportOutcome> {
         let one_run = OneRun::take(&self.location, feed, self.lease_ttl)?;
         let fence = one_run.fence();
+        let mut options = options;
+        if fence.is_some() {
+            // Taking a lease goes over the network: the run starts once it
+            // holds it, which is what its record says on a shared store.
+            options.start.started_at = options.start.started_at.max(SystemTime::now());
+        }
         let db = self.location.open()?;
         let source = PluginSource::from_path(feed.plugin.as_deref());
         let pre = self.engine.load(&source)?;
