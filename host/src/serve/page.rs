@@ -134,9 +134,14 @@ fn scan(db: &Database, store: &StoreRef, query: &PageQuery, visit: &mut Visit<'_
         filter.push_str(&format!(" AND e.added_at > ?{}", args.len()));
     }
     // With ids, the key index finds their few versions; without, the
-    // (store, seq) index walks the store in commit order.
-    let index = if query.ids.is_empty() && !db.is_postgres() {
-        "INDEXED BY entries_by_store_seq"
+    // (store, seq) index walks the store in commit order (PostgreSQL's
+    // planner takes no hint; it picks that index by itself).
+    let index = if query.ids.is_empty() {
+        if db.is_postgres() {
+            ""
+        } else {
+            "INDEXED BY entries_by_store_seq"
+        }
     } else {
         let mut ranges = Vec::new();
         for id in &query.ids {
