@@ -1,6 +1,6 @@
 //! Every command on a PostgreSQL store (`--store postgres://…`), against
 //! the fake TAXII server: `config add` and `list`, `import`, `retrieve
-//! list` and `query`, `query`, `runs`; and the password kept out of the
+//! list` and `query`, `query`, `runs`, `serve-taxii`; and the password kept out of the
 //! command line, the output and the errors.
 
 use serde_json::Value;
@@ -8,6 +8,7 @@ use taxii_feed_tests::fake_taxii::{FakeTaxii, Script};
 use taxii_feed_tests::host::{Host, versions_of};
 use taxii_feed_tests::postgres::TestDatabase;
 use taxii_feed_tests::scenario::indicators;
+use taxii_feed_tests::serve::TaxiiServer;
 use taxii_feed_tests::write_private;
 
 /// A host on `db`, its password in an owner-only file given on every
@@ -85,6 +86,29 @@ fn every_command_works_on_a_postgresql_store() {
     let runs = runs.as_array().expect("a list of runs");
     assert_eq!(runs.len(), 2, "{runs:#?}");
     assert!(runs.iter().all(|r| r["status"] == "ok"), "{runs:#?}");
+
+    // serve-taxii serves the store: every version, one page at a time.
+    let taxii = TaxiiServer::start(&host, &["--store-password-file", &file]).unwrap();
+    let mut url = format!(
+        "{}objects/?limit=5&match[version]=all",
+        taxii.collection("intel")
+    );
+    let mut served = Vec::new();
+    for _ in 0..10 {
+        let page = taxii.get(&url).unwrap().json();
+        served.extend(page["objects"].as_array().cloned().unwrap_or_default());
+        match page["next"].as_str() {
+            Some(next) if page["more"] == true => {
+                url = format!(
+                    "{}objects/?limit=5&match[version]=all&next={next}",
+                    taxii.collection("intel")
+                );
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(versions_of(&served), versions_of(&objects));
+    drop(taxii);
 
     // PGPASSWORD does as well as the file.
     let mut by_env = Host::new();
