@@ -77,7 +77,7 @@ impl Lease {
         };
         tracing::debug!(feed, fence = fence.fence, "lease taken");
         let db = Arc::new(Mutex::new(db));
-        let renewer = tokio::spawn(renew(db.clone(), fence.clone()));
+        let renewer = tokio::spawn(renew(db.clone(), location.clone(), fence.clone()));
         Ok(Self {
             fence,
             db,
@@ -119,16 +119,25 @@ impl Drop for Lease {
 }
 
 /// Renews the lease every third of its time to live. A failed renewal is
-/// tried again at the next one; a lease found lost is reported and no
-/// longer renewed (the run's writes fail from then on).
-async fn renew(db: Arc<Mutex<Database>>, fence: Fence) {
+/// tried again at the next one, on a new connection (the database may have
+/// restarted); a lease found lost is reported and no longer renewed (the
+/// run's writes fail from then on).
+async fn renew(db: Arc<Mutex<Database>>, location: Location, fence: Fence) {
     let every = fence.ttl / 3;
+    let mut reconnect = false;
     loop {
         tokio::time::sleep(every).await;
         let renewed = {
-            let db = db.lock().unwrap_or_else(|e| e.into_inner());
+            let mut db = db.lock().unwrap_or_else(|e| e.into_inner());
+            if reconnect {
+                match location.open() {
+                    Ok(fresh) => *db = fresh,
+                    Err(e) => tracing::warn!(feed = %fence.feed, "cannot reconnect: {e:#}"),
+                }
+            }
             db.renew_lease(&fence)
         };
+        reconnect = renewed.is_err();
         match renewed {
             Ok(true) => tracing::trace!(feed = %fence.feed, "lease renewed"),
             Ok(false) => {
@@ -395,6 +404,32 @@ mod tests {
             drop(lease);
             let next = Lease::acquire(&backend.location, "default", "intel", TTL).unwrap();
             assert_eq!(next.fence().fence, 2);
+        });
+    }
+
+    #[test]
+    fn renewals_reconnect_when_the_connection_is_lost() {
+        let backend = testing::postgres();
+        let ttl = Duration::from_millis(1500);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let lease = Lease::acquire(&backend.location, "default", "intel", ttl).unwrap();
+            let db = backend.open();
+            // Every other connection to the database: the renewer's.
+            let terminated: Option<i64> = db
+                .query_opt(
+                    "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()) AS t",
+                    args![],
+                    |row| row.at(0),
+                )
+                .unwrap();
+            assert!(terminated.unwrap() >= 1);
+            tokio::time::sleep(ttl * 2).await;
+            db.check_fence(lease.fence()).unwrap();
         });
     }
 
