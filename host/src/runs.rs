@@ -172,6 +172,9 @@ pub struct RunRecord {
     pub fix: Option<String>,
     /// The process that ran it.
     pub pid: Option<u32>,
+    /// The host that ran it: machine, pid and a random part (see
+    /// [`crate::lease::host_id`]); several share a PostgreSQL store.
+    pub host: Option<String>,
 }
 
 /// How a run ended, to record.
@@ -230,6 +233,7 @@ impl RunRecord {
             error: row.get("error")?,
             fix: row.get("fix")?,
             pid: row.get("pid")?,
+            host: row.get("host")?,
         })
     }
 
@@ -437,6 +441,7 @@ mod tests {
                 Some("2026-01-01T00:00:00.000000Z")
             );
             assert_eq!(runs[0].pid, Some(std::process::id()));
+            assert_eq!(runs[0].host.as_deref(), Some(crate::lease::host_id()));
         });
     }
 
