@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use tokio_util::sync::CancellationToken;
 
 use crate::args;
 use crate::db::{Database, Fence, Location};
@@ -49,6 +50,7 @@ pub struct Lease {
     fence: Fence,
     db: Arc<Mutex<Database>>,
     renewer: tokio::task::JoinHandle<()>,
+    lost: CancellationToken,
     released: bool,
 }
 
@@ -77,11 +79,18 @@ impl Lease {
         };
         tracing::debug!(feed, fence = fence.fence, "lease taken");
         let db = Arc::new(Mutex::new(db));
-        let renewer = tokio::spawn(renew(db.clone(), location.clone(), fence.clone()));
+        let lost = CancellationToken::new();
+        let renewer = tokio::spawn(renew(
+            db.clone(),
+            location.clone(),
+            fence.clone(),
+            lost.clone(),
+        ));
         Ok(Self {
             fence,
             db,
             renewer,
+            lost,
             released: false,
         })
     }
@@ -89,6 +98,12 @@ impl Lease {
     /// What each write of the run checks.
     pub fn fence(&self) -> &Fence {
         &self.fence
+    }
+
+    /// Resolves when a renewal finds the lease lost (another host may hold
+    /// it now); never while it is held.
+    pub async fn lost(&self) {
+        self.lost.cancelled().await;
     }
 
     /// Gives the lease up now, so that another host may run the feed.
@@ -122,7 +137,12 @@ impl Drop for Lease {
 /// tried again at the next one, on a new connection (the database may have
 /// restarted); a lease found lost is reported and no longer renewed (the
 /// run's writes fail from then on).
-async fn renew(db: Arc<Mutex<Database>>, location: Location, fence: Fence) {
+async fn renew(
+    db: Arc<Mutex<Database>>,
+    location: Location,
+    fence: Fence,
+    lost: CancellationToken,
+) {
     let every = fence.ttl / 3;
     let mut reconnect = false;
     loop {
@@ -144,8 +164,9 @@ async fn renew(db: Arc<Mutex<Database>>, location: Location, fence: Fence) {
                 tracing::error!(
                     feed = %fence.feed, fence = fence.fence,
                     "this host lost the feed's lease (it was not renewed in time and another \
-                     host may have taken it): the run can no longer write"
+                     host may have taken it): the run stops"
                 );
+                lost.cancel();
                 return;
             }
             Err(e) => tracing::warn!(
@@ -404,6 +425,35 @@ mod tests {
             drop(lease);
             let next = Lease::acquire(&backend.location, "default", "intel", TTL).unwrap();
             assert_eq!(next.fence().fence, 2);
+        });
+    }
+
+    #[test]
+    fn a_lease_taken_over_is_reported_lost() {
+        let backend = testing::postgres();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let lease = Lease::acquire(&backend.location, "default", "intel", TTL).unwrap();
+            let db = backend.open();
+            // As if this host had stalled past the expiry: another takes over.
+            db.execute(
+                "UPDATE leases SET expires_at = clock_timestamp() WHERE feed = 'intel'",
+                args![],
+            )
+            .unwrap();
+            let other = db
+                .acquire_lease("default", "intel", "b", TTL)
+                .unwrap()
+                .unwrap();
+            assert_eq!(other.fence, 2);
+            tokio::time::timeout(TTL * 3, lease.lost())
+                .await
+                .expect("the loss was not noticed within a renewal");
+            drop(lease);
+            db.check_fence(&other).unwrap();
         });
     }
 

@@ -85,6 +85,14 @@ impl OneRun {
         }
     }
 
+    /// Resolves when the run's lease is lost; never for a lock file.
+    async fn lost(&self) {
+        match self {
+            Self::Lock(_) => std::future::pending().await,
+            Self::Lease(lease) => lease.lost().await,
+        }
+    }
+
     fn release(self) -> Result<()> {
         match self {
             Self::Lock(lock) => {
@@ -209,12 +217,18 @@ impl Runner {
         let watch = Arc::new(RunWatch::default());
         let options = RunOptions { fence, ..options };
         let run = self.run(&pre, feed, &store, origin_limits, &options, &watch);
+        let mut lease_lost = false;
         let result = tokio::select! {
             result = run => Some(result),
             () = options.shutdown.abandoning() => None,
+            () = one_run.lost() => {
+                lease_lost = true;
+                None
+            }
         };
         let stopped_run = options.progress.was_stopped();
         let (report, mut error) = match (result, watch.limit_hit()) {
+            (None, _) if lease_lost => (None, Some(failure::lease_lost(feed, self.lease_ttl))),
             (None, _) => (None, Some(failure::stopped(true))),
             (Some(Ok(Err(failure))), None) if stopped_run => {
                 (Some(failure.progress), Some(failure::stopped(false)))
