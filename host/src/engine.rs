@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -106,7 +106,15 @@ impl PluginEngine {
                 &file_bytes[..]
             }
         };
-        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let digest = match source {
+            // Hashed once per process: a run's start-up should not pay for
+            // half a megabyte of SHA-256 each time.
+            PluginSource::Builtin => {
+                static BUILTIN_DIGEST: OnceLock<[u8; 32]> = OnceLock::new();
+                *BUILTIN_DIGEST.get_or_init(|| Sha256::digest(BUILTIN_PLUGIN).into())
+            }
+            PluginSource::File(_) => Sha256::digest(bytes).into(),
+        };
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(pre) = loaded.get(&digest) {
             return Ok(pre.clone());

@@ -6,6 +6,11 @@
 //!
 //! One request per connection: the proxy closes the connection after each
 //! answer, as the host's HTTP client opens one per request anyway.
+//!
+//! It can also stand for a gateway that holds the server's credentials
+//! ([`FaultProxy::authorize`]): a client with no secrets of its own (the
+//! plugin under a runtime that adds none) then reads a server that wants
+//! them.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -144,6 +149,8 @@ pub struct Seen {
 #[derive(Debug, Default)]
 struct Shared {
     rules: Mutex<Vec<Rule>>,
+    /// `Authorization` sent upstream in place of the client's.
+    authorization: Mutex<Option<String>>,
     seen: Mutex<Vec<Seen>>,
     stop: AtomicBool,
 }
@@ -198,6 +205,12 @@ impl FaultProxy {
     /// Adds a rule; the first rule that picks a request applies.
     pub fn add(&self, rule: Rule) {
         lock(&self.shared.rules).push(rule);
+    }
+
+    /// Sends `authorization` as the `Authorization` header of every
+    /// forwarded request, in place of whatever the client sent.
+    pub fn authorize(&self, authorization: &str) {
+        *lock(&self.shared.authorization) = Some(authorization.to_string());
     }
 
     /// Removes every rule: from now on everything is forwarded.
@@ -261,9 +274,9 @@ fn handle(mut client: TcpStream, upstream: SocketAddr, shared: &Shared) {
         Some(Fault::Drop) => None,
         Some(Fault::Delay(delay)) => {
             std::thread::sleep(*delay);
-            fetch(&head, upstream)
+            fetch(&head, upstream, shared)
         }
-        None => fetch(&head, upstream),
+        None => fetch(&head, upstream, shared),
     };
     let mut answered = None;
     let mut status = None;
@@ -302,14 +315,20 @@ fn read_head(client: &mut TcpStream) -> Option<String> {
     String::from_utf8(head).ok()
 }
 
-/// The head with `Connection: close`, sent upstream; returns the whole
-/// answer (read until the server closes).
-fn fetch(head: &str, upstream: SocketAddr) -> Option<Vec<u8>> {
-    let mut lines: Vec<&str> = head
-        .trim_end()
-        .lines()
-        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-        .collect();
+/// The head with `Connection: close` (and the gateway's `Authorization`,
+/// if it has one), sent upstream; returns the whole answer (read until the
+/// server closes).
+fn fetch(head: &str, upstream: SocketAddr, shared: &Shared) -> Option<Vec<u8>> {
+    let authorization = lock(&shared.authorization)
+        .as_ref()
+        .map(|value| format!("Authorization: {value}"));
+    let replaced = |line: &str| {
+        let name = line.to_ascii_lowercase();
+        name.starts_with("connection:")
+            || (authorization.is_some() && name.starts_with("authorization:"))
+    };
+    let mut lines: Vec<&str> = head.trim_end().lines().filter(|l| !replaced(l)).collect();
+    lines.extend(authorization.as_deref());
     lines.push("Connection: close");
     let request = format!("{}\r\n\r\n", lines.join("\r\n"));
     let mut server = TcpStream::connect(upstream).ok()?;

@@ -22,6 +22,7 @@ pub mod scenario;
 pub mod serve;
 pub mod serving;
 pub mod snapshot;
+pub mod stock_wasmtime;
 pub mod store;
 
 use std::path::{Path, PathBuf};

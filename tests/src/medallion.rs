@@ -120,7 +120,8 @@ impl Medallion {
         self.dir.path().join("password")
     }
 
-    fn authorization(&self) -> String {
+    /// The `Authorization` header value of its user.
+    pub fn authorization(&self) -> String {
         let pair = format!("{}:{}", self.user, self.password);
         format!(
             "Basic {}",
