@@ -316,6 +316,15 @@ mod tests {
 
     const TTL: Duration = Duration::from_millis(400);
 
+    /// Leases renew in a task of tokio's multi-threaded runtime, as in
+    /// `serve`.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     #[test]
     fn a_lease_is_held_by_one_host_until_released_or_expired() {
         let backend = testing::postgres();
@@ -405,11 +414,7 @@ mod tests {
     #[test]
     fn a_lease_is_renewed_while_held_and_freed_when_dropped() {
         let backend = testing::postgres();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+        runtime().block_on(async {
             let lease = Lease::acquire(&backend.location, "default", "intel", TTL).unwrap();
             // Three times the time to live: renewals keep it.
             tokio::time::sleep(TTL * 3).await;
@@ -431,11 +436,7 @@ mod tests {
     #[test]
     fn a_lease_taken_over_is_reported_lost() {
         let backend = testing::postgres();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+        runtime().block_on(async {
             let lease = Lease::acquire(&backend.location, "default", "intel", TTL).unwrap();
             let db = backend.open();
             // As if this host had stalled past the expiry: another takes over.
@@ -461,11 +462,7 @@ mod tests {
     fn renewals_reconnect_when_the_connection_is_lost() {
         let backend = testing::postgres();
         let ttl = Duration::from_millis(1500);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+        runtime().block_on(async {
             let lease = Lease::acquire(&backend.location, "default", "intel", ttl).unwrap();
             let db = backend.open();
             // Every other connection to the database: the renewer's.

@@ -42,6 +42,27 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target"))
 }
 
+/// Runs `scripts/{name}` with `args` and returns the last line it printed
+/// on stdout (the path or URL it provides); panics with what it printed on
+/// stderr when it fails.
+pub fn project_script(name: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(repo_root().join("scripts").join(name))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scripts/{name}: {e}"));
+    assert!(
+        output.status.success(),
+        "scripts/{name} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("scripts/{name} printed nothing"))
+        .trim()
+        .to_string()
+}
+
 /// Writes a file only its owner can read, as secrets must be.
 pub fn write_private(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;

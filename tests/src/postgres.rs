@@ -53,19 +53,7 @@ pub fn server() -> &'static Server {
 fn start() -> (String, PathBuf) {
     let root = crate::repo_root();
     eprintln!("{URL_ENV} is not set: starting PostgreSQL with scripts/postgres start");
-    let output = std::process::Command::new(root.join("scripts/postgres"))
-        .arg("start")
-        .output()
-        .expect("cannot run scripts/postgres");
-    assert!(
-        output.status.success(),
-        "scripts/postgres start failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let url = String::from_utf8(output.stdout)
-        .expect("scripts/postgres printed no URL")
-        .trim()
-        .to_string();
+    let url = crate::project_script("postgres", &["start"]);
     (url, root.join("target/postgres/password"))
 }
 
