@@ -20,7 +20,7 @@ pub use self::connection::{CredentialArgs, NetworkArgs};
 pub use self::read::{ObjectArgs, QueryArgs, QueryFormat, QueryStoreArgs, ServeArgs};
 use self::schedule::{RetryArgs, RunsArgs, ScheduleArgs};
 use crate::bindings::types::NoteLevel;
-use crate::db::Database;
+use crate::db::{Database, Location, PostgresTarget};
 use crate::discover::DiscoverArgs;
 use crate::engine::{BUILTIN_PLUGIN, BUILTIN_PLUGIN_NAME, PluginEngine, PluginSource};
 use crate::feeds::{Auth, DEFAULT_TENANT, Feed, NetworkOptions};
@@ -36,6 +36,11 @@ use crate::shutdown::Shutdown;
 pub const DATA_DIR_ENV: &str = "TAXII_HOST_DATA_DIR";
 /// Environment variable naming the compiled-plugin cache directory.
 pub const CACHE_DIR_ENV: &str = "TAXII_HOST_CACHE_DIR";
+/// Environment variable naming a PostgreSQL store (`--store`).
+pub const STORE_ENV: &str = "TAXII_HOST_STORE";
+/// Environment variable with the PostgreSQL store's password, as libpq
+/// reads it.
+pub const STORE_PASSWORD_ENV: &str = "PGPASSWORD";
 
 /// Imports TAXII 2.1 and 2.0 feeds through a sandboxed WebAssembly plugin into
 /// event stores, and reads the stores back as STIX 2.1.
@@ -51,6 +56,23 @@ pub struct Cli {
     /// directory, e.g. ~/.cache/taxii-host]
     #[arg(long, env = CACHE_DIR_ENV, global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+
+    /// Keep feeds, stores and run history in this PostgreSQL database instead
+    /// of the SQLite file in the data directory, shared by every host pointed
+    /// at it: postgres://USER@HOST:PORT/DATABASE (no password in it)
+    #[arg(long, env = STORE_ENV, global = true, value_name = "URL")]
+    pub store: Option<String>,
+
+    /// A file (owner-only) holding the PostgreSQL store's password
+    /// [default: the PGPASSWORD environment variable, if set]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub store_password_file: Option<PathBuf>,
+
+    /// On a PostgreSQL store, how long a host keeps a feed's lease without
+    /// renewing it: a host that dies loses its feeds after this long
+    #[arg(long, env = "TAXII_HOST_LEASE_TTL", global = true, value_name = "DURATION",
+          default_value = "30s", value_parser = crate::lease::parse_ttl)]
+    pub lease_ttl: Duration,
 
     /// The secrets file for `--*-secret KEY` sources: `KEY=value` lines,
     /// readable by its owner only [default: DATA_DIR/secrets.env]
@@ -299,19 +321,33 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         .cache_dir
         .clone()
         .or_else(|| dirs::cache_dir().map(|d| d.join("taxii-host")));
+    let secrets_file = cli
+        .secrets_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join(DEFAULT_SECRETS_FILE));
+    let postgres = match &cli.store {
+        Some(url) => Some(Arc::new(postgres_target(
+            url,
+            cli.store_password_file.as_deref(),
+            &secrets_file,
+        )?)),
+        None if cli.store_password_file.is_some() => bail!(
+            "--store-password-file is the password of a PostgreSQL store: give the store \
+             with --store postgres://USER@HOST:PORT/DATABASE (or {STORE_ENV}), or drop it"
+        ),
+        None => None,
+    };
     let context = Session {
         tenant: cli.tenant.clone(),
         runner: RunnerOptions {
             guest_stderr: cli.verbose >= 2,
             limits: cli.limits.limits(),
-            secrets_file: cli
-                .secrets_file
-                .clone()
-                .unwrap_or_else(|| data_dir.join(DEFAULT_SECRETS_FILE)),
+            secrets_file,
         },
-        data_dir,
+        location: Location { data_dir, postgres },
         cache_dir,
         quiet: cli.quiet,
+        lease_ttl: cli.lease_ttl,
     };
     crate::feeds::check_name("tenant", &context.tenant)?;
     match cli.command {
@@ -334,26 +370,55 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// The PostgreSQL store of `--store`, with its password from
+/// `--store-password-file` or `PGPASSWORD`; never from the URL, which
+/// shows in process lists and shell history.
+fn postgres_target(
+    url: &str,
+    password_file: Option<&std::path::Path>,
+    secrets_file: &std::path::Path,
+) -> Result<PostgresTarget> {
+    if PostgresTarget::has_password_in_url(url) {
+        bail!(
+            "--store: the URL holds a password, which would show in process lists and \
+             shell history; remove it from the URL and give it with --store-password-file \
+             FILE or the {STORE_PASSWORD_ENV} environment variable"
+        );
+    }
+    let password = match password_file {
+        Some(path) => Some(
+            SecretSource::File(path.to_path_buf())
+                .read(secrets_file)
+                .context("--store-password-file")?,
+        ),
+        None if std::env::var_os(STORE_PASSWORD_ENV).is_some() => {
+            Some(SecretSource::Env(STORE_PASSWORD_ENV.into()).read(secrets_file)?)
+        }
+        None => None,
+    };
+    PostgresTarget::new(url, password)
+}
+
 struct Session {
     tenant: String,
-    data_dir: PathBuf,
+    location: Location,
     cache_dir: Option<PathBuf>,
     runner: RunnerOptions,
     quiet: bool,
+    lease_ttl: Duration,
 }
 
 impl Session {
     fn db(&self) -> Result<Database> {
-        Database::open(&self.data_dir)
+        self.location.open()
     }
 
     fn runner(&self) -> Result<Runner> {
         let engine = PluginEngine::new(self.cache_dir.clone())?;
-        Ok(Runner::new(
-            engine,
-            self.data_dir.clone(),
-            self.runner.clone(),
-        ))
+        Ok(
+            Runner::new(engine, self.location.clone(), self.runner.clone())
+                .with_lease_ttl(self.lease_ttl),
+        )
     }
 
     fn config(&self, command: ConfigCommand) -> Result<ExitCode> {

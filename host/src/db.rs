@@ -1,199 +1,299 @@
-//! The SQLite file that holds feed configurations, event stores and run
-//! history.
+//! The database that holds feed configurations, event stores and run
+//! history: a SQLite file in the data directory (the default), or a
+//! PostgreSQL database shared by several hosts (`--store postgres://…`).
 //!
-//! SQLite in WAL mode: a page committed by a plugin survives a crash of the
-//! host at any instant, readers (`retrieve`) never block the importer, and
-//! the file can be inspected with the `sqlite3` shell.
+//! Both backends run the same statements, written once with SQLite's `?N`
+//! placeholders (see [`sql`]); the few that need an engine's own function
+//! ask [`Database::is_postgres`]. Each backend keeps its own list of
+//! schema steps.
+//!
+//! - SQLite in WAL mode: a page committed by a plugin survives a crash of
+//!   the host at any instant, readers (`retrieve`) never block the
+//!   importer, and the file can be inspected with the `sqlite3` shell.
+//! - PostgreSQL: the same guarantees from its transactions, for hosts on
+//!   several machines; a feed's runs are then kept to one host at a time by
+//!   a lease in the database (see [`crate::lease`]) instead of a lock file.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
 
-use anyhow::{Context, Result};
-use rusqlite::Connection;
+use anyhow::{Result, bail};
 
-/// The database file's name inside the data directory.
-pub const DB_FILE: &str = "taxii-host.db";
+mod pg;
+pub mod sql;
+mod sqlite;
 
-/// How long a writer waits for another writer before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+pub use self::pg::{Fence, PostgresTarget};
+pub use self::sql::{Row, Value};
+pub use self::sqlite::DB_FILE;
 
-/// The schema, as the steps that built it. `PRAGMA user_version` holds how
-/// many have been applied; a new column or table is a new step at the end,
-/// never an edit of an old one.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE feeds (
-    id              INTEGER PRIMARY KEY,
-    tenant          TEXT NOT NULL,
-    name            TEXT NOT NULL,
-    plugin          TEXT,
-    collection_url  TEXT NOT NULL,
-    username        TEXT,
-    password_env    TEXT,
-    password_file   TEXT,
-    page_size       INTEGER,
-    object_types    TEXT NOT NULL DEFAULT '[]',
-    added_after     TEXT,
-    created_at      TEXT NOT NULL,
-    UNIQUE (tenant, name)
-);
-CREATE TABLE stores (
-    id          INTEGER PRIMARY KEY,
-    tenant      TEXT NOT NULL,
-    name        TEXT NOT NULL,
-    plugin      TEXT NOT NULL,
-    created_at  TEXT NOT NULL,
-    UNIQUE (tenant, name)
-);
-CREATE TABLE entries (
-    seq         INTEGER PRIMARY KEY,
-    store_id    INTEGER NOT NULL REFERENCES stores (id),
-    key         TEXT NOT NULL,
-    value       BLOB NOT NULL,
-    added_at    TEXT NOT NULL,
-    UNIQUE (store_id, key)
-);
-CREATE TABLE runs (
-    id           INTEGER PRIMARY KEY,
-    store_id     INTEGER NOT NULL REFERENCES stores (id),
-    started_at   TEXT NOT NULL,
-    finished_at  TEXT,
-    status       TEXT NOT NULL,
-    pages        INTEGER NOT NULL DEFAULT 0,
-    received     INTEGER NOT NULL DEFAULT 0,
-    stored       INTEGER NOT NULL DEFAULT 0,
-    duplicates   INTEGER NOT NULL DEFAULT 0,
-    rejected     INTEGER NOT NULL DEFAULT 0,
-    cursor       TEXT,
-    error_kind   TEXT,
-    error        TEXT,
-    report       TEXT
-);
-CREATE INDEX runs_by_store ON runs (store_id, id);
-"#,
-    // Credentials of any kind (Basic, bearer token, a custom header) and the
-    // network settings of a feed, each as one JSON document.
-    r#"
-ALTER TABLE feeds ADD COLUMN auth TEXT NOT NULL DEFAULT '{"kind":"none"}';
-ALTER TABLE feeds ADD COLUMN network TEXT NOT NULL DEFAULT '{}';
-UPDATE feeds SET auth = json_object(
-    'kind', 'basic',
-    'username', username,
-    'password', CASE WHEN password_env IS NOT NULL THEN 'env:' || password_env
-                     ELSE 'file:' || password_file END)
-WHERE username IS NOT NULL;
-ALTER TABLE feeds DROP COLUMN username;
-ALTER TABLE feeds DROP COLUMN password_env;
-ALTER TABLE feeds DROP COLUMN password_file;
-ALTER TABLE runs ADD COLUMN denied INTEGER NOT NULL DEFAULT 0;
-"#,
-    // serve-taxii reads a store's entries in commit order (date_added),
-    // page after page from a `seq`.
-    r#"
-CREATE INDEX entries_by_store_seq ON entries (store_id, seq);
-"#,
-    // A feed's own page limit and run deadline, tighter than the host's.
-    r#"
-ALTER TABLE feeds ADD COLUMN page_limit INTEGER;
-ALTER TABLE feeds ADD COLUMN deadline_secs INTEGER;
-"#,
-    // Scheduling and politeness of each feed; what each run saw of HTTP.
-    r#"
-ALTER TABLE feeds ADD COLUMN every_ms INTEGER NOT NULL DEFAULT 3600000;
-ALTER TABLE feeds ADD COLUMN initial_lookback_ms INTEGER;
-ALTER TABLE feeds ADD COLUMN rate_requests INTEGER;
-ALTER TABLE feeds ADD COLUMN rate_per_ms INTEGER;
-ALTER TABLE feeds ADD COLUMN burst INTEGER NOT NULL DEFAULT 1;
-ALTER TABLE feeds ADD COLUMN connect_timeout_ms INTEGER NOT NULL DEFAULT 10000;
-ALTER TABLE feeds ADD COLUMN response_timeout_ms INTEGER NOT NULL DEFAULT 120000;
-ALTER TABLE runs ADD COLUMN trigger TEXT NOT NULL DEFAULT 'manual';
-ALTER TABLE runs ADD COLUMN scheduled_at TEXT;
-ALTER TABLE runs ADD COLUMN pid INTEGER;
-ALTER TABLE runs ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE runs ADD COLUMN requests INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE runs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE runs ADD COLUMN waited_ms INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE runs ADD COLUMN http_statuses TEXT NOT NULL DEFAULT '{}';
-ALTER TABLE runs ADD COLUMN fix TEXT;
-"#,
-];
+/// The parameters of a statement: `args![a, b]` is `&[Value::from(a),
+/// Value::from(b)]`.
+#[macro_export]
+macro_rules! args {
+    ($($value:expr),* $(,)?) => {
+        &[$($crate::db::Value::from($value)),*][..]
+    };
+}
 
-/// An open database.
+/// Where configurations, stores and run history are kept.
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// The data directory: the SQLite file (unless `postgres` is set), the
+    /// lock files and the default secrets file.
+    pub data_dir: PathBuf,
+    /// A PostgreSQL database that holds everything instead of the SQLite
+    /// file, shared by every host pointed at it.
+    pub postgres: Option<Arc<PostgresTarget>>,
+}
+
+impl Location {
+    /// The SQLite file in `data_dir`.
+    pub fn sqlite(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            postgres: None,
+        }
+    }
+
+    /// Opens a connection of its own.
+    pub fn open(&self) -> Result<Database> {
+        match &self.postgres {
+            Some(target) => Database::connect(target),
+            None => Database::open(&self.data_dir),
+        }
+    }
+
+    /// Whether several hosts may share this database, so that a feed's
+    /// runs are kept apart by leases in it rather than by lock files.
+    pub fn is_shared(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    /// The database, for messages: a path, or a URL without its password.
+    pub fn describe(&self) -> String {
+        match &self.postgres {
+            Some(target) => target.to_string(),
+            None => self.data_dir.join(DB_FILE).display().to_string(),
+        }
+    }
+}
+
+/// An open database connection.
 pub struct Database {
-    pub(crate) conn: Connection,
-    path: PathBuf,
+    backend: Backend,
+}
+
+enum Backend {
+    Sqlite(rusqlite::Connection),
+    Postgres(Box<RefCell<pg::Connection>>),
 }
 
 impl Database {
-    /// Opens (creating if needed) the database in `data_dir`.
+    /// Opens (creating if needed) the SQLite database in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-        let path = data_dir.join(DB_FILE);
-        let conn = Connection::open(&path)
-            .with_context(|| format!("cannot open the database {}", path.display()))?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // NORMAL in WAL mode: a process crash loses nothing committed; a
-        // power loss may lose the last transactions but never corrupts.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut db = Self { conn, path };
-        db.migrate()
-            .with_context(|| format!("cannot set up the database {}", db.path.display()))?;
-        Ok(db)
+        Ok(Self {
+            backend: Backend::Sqlite(sqlite::open(data_dir)?),
+        })
     }
 
-    /// Applies the migrations this file has not seen, each in a transaction.
-    fn migrate(&mut self) -> Result<()> {
-        let applied: usize = self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if applied > MIGRATIONS.len() {
-            anyhow::bail!(
-                "the database was written by a newer taxii-host (schema {applied}, this \
-                 one knows {}); upgrade taxii-host",
-                MIGRATIONS.len()
-            );
-        }
-        for (step, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-            let tx = self.conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", step + 1)?;
-            tx.commit()?;
-        }
-        Ok(())
+    /// Connects to a PostgreSQL database, setting up its schema if needed.
+    pub fn connect(target: &PostgresTarget) -> Result<Self> {
+        Ok(Self {
+            backend: Backend::Postgres(Box::new(RefCell::new(pg::Connection::open(target)?))),
+        })
     }
 
-    /// Where the database lives.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Whether this is the PostgreSQL backend.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Runs a statement; returns the rows it changed.
+    pub fn execute(&self, sql: &str, params: &[Value<'_>]) -> Result<u64> {
+        match &self.backend {
+            Backend::Sqlite(conn) => {
+                let mut statement = conn.prepare_cached(sql)?;
+                Ok(statement.execute(rusqlite::params_from_iter(params))? as u64)
+            }
+            Backend::Postgres(conn) => pg::borrow(conn)?.execute(sql, params),
+        }
+    }
+
+    /// Runs statements separated by `;`, with no parameters.
+    pub fn execute_batch(&self, sql: &str) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
+            Backend::Postgres(conn) => pg::borrow(conn)?.execute_batch(sql),
+        }
+    }
+
+    /// Runs a query and hands each row to `f` while it returns true. Rows
+    /// stream from the database: a query over millions of rows holds one
+    /// at a time (PostgreSQL: a batch). `f` must not use this connection.
+    pub fn query_each(
+        &self,
+        sql: &str,
+        params: &[Value<'_>],
+        mut f: impl FnMut(&Row<'_>) -> Result<bool>,
+    ) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(conn) => {
+                let mut statement = conn.prepare_cached(sql)?;
+                let mut rows = statement.query(rusqlite::params_from_iter(params))?;
+                while let Some(row) = rows.next()? {
+                    if !f(&Row::Sqlite(row))? {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            Backend::Postgres(conn) => pg::borrow(conn)?.query_each(sql, params, &mut f),
+        }
+    }
+
+    /// Every row of a query, each read by `f`.
+    pub fn query_all<T>(
+        &self,
+        sql: &str,
+        params: &[Value<'_>],
+        mut f: impl FnMut(&Row<'_>) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut all = Vec::new();
+        self.query_each(sql, params, |row| {
+            all.push(f(row)?);
+            Ok(true)
+        })?;
+        Ok(all)
+    }
+
+    /// The first row of a query, read by `f`, if there is one.
+    pub fn query_opt<T>(
+        &self,
+        sql: &str,
+        params: &[Value<'_>],
+        f: impl FnOnce(&Row<'_>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let mut f = Some(f);
+        let mut found = None;
+        self.query_each(sql, params, |row| {
+            if let Some(f) = f.take() {
+                found = Some(f(row)?);
+            }
+            Ok(false)
+        })?;
+        Ok(found)
+    }
+
+    /// Runs `f` in one transaction: everything it wrote is committed if it
+    /// returns `Ok`, nothing if it fails.
+    pub fn transaction<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        match &self.backend {
+            // IMMEDIATE: take the write lock now, so that two writers wait
+            // for each other instead of one failing at its first write.
+            Backend::Sqlite(conn) => conn.execute_batch("BEGIN IMMEDIATE")?,
+            Backend::Postgres(conn) => pg::borrow(conn)?.begin()?,
+        }
+        let result = f();
+        let end = match (&self.backend, result.is_ok()) {
+            (Backend::Sqlite(conn), true) => conn.execute_batch("COMMIT").map_err(Into::into),
+            (Backend::Sqlite(conn), false) => conn.execute_batch("ROLLBACK").map_err(Into::into),
+            (Backend::Postgres(conn), commit) => pg::borrow(conn)?.end(commit),
+        };
+        match (result, end) {
+            (Ok(value), Ok(())) => Ok(value),
+            (Ok(_), Err(e)) => Err(e.context("cannot commit")),
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    /// The PostgreSQL connection, for the statements only it has.
+    fn postgres(&self) -> Result<std::cell::RefMut<'_, pg::Connection>> {
+        match &self.backend {
+            Backend::Postgres(conn) => pg::borrow(conn),
+            Backend::Sqlite(_) => bail!("this needs the PostgreSQL store"),
+        }
+    }
+
+    /// Writes entries with one statement, in the transaction open on this
+    /// PostgreSQL connection (see [`Database::set_entries`]).
+    pub(crate) fn postgres_upsert_entries(
+        &self,
+        store_id: i64,
+        entries: &[(String, Vec<u8>)],
+        added_at: &str,
+    ) -> Result<()> {
+        self.postgres()?.upsert_entries(store_id, entries, added_at)
+    }
+
+    /// SQL for the position of `needle` in `haystack`, from 1 (0 if absent).
+    pub fn strpos(&self, haystack: &str, needle: &str) -> String {
+        if self.is_postgres() {
+            format!("strpos({haystack}, {needle})")
+        } else {
+            format!("instr({haystack}, {needle})")
+        }
     }
 }
 
+/// The store test suite runs on both backends: each test body is given a
+/// fresh SQLite data directory, then a fresh PostgreSQL database.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
+    use crate::secret::Secret;
+    use taxii_feed_tests::postgres::TestDatabase;
 
-    #[test]
-    fn opening_twice_applies_the_schema_once() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(Database::open(dir.path()).unwrap());
-        let db = Database::open(dir.path()).unwrap();
-        let version: usize = db
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(version, MIGRATIONS.len());
+    /// One backend, empty, for one test body.
+    pub(crate) struct Backend {
+        /// `sqlite` or `postgres`, for failure messages.
+        pub name: &'static str,
+        /// Where it is.
+        pub location: Location,
+        _dir: tempfile::TempDir,
+        _postgres: Option<TestDatabase>,
     }
 
-    #[test]
-    fn refuses_a_database_from_a_newer_host() {
+    impl Backend {
+        /// A connection of its own.
+        pub fn open(&self) -> Database {
+            self.location
+                .open()
+                .unwrap_or_else(|e| panic!("{}: cannot open: {e:#}", self.name))
+        }
+    }
+
+    /// Runs `test` on a fresh SQLite store, then on a fresh PostgreSQL one.
+    pub(crate) fn each_backend(mut test: impl FnMut(&Backend)) {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(dir.path()).unwrap();
-        db.conn.pragma_update(None, "user_version", 999).unwrap();
-        drop(db);
-        let message = format!("{:#}", Database::open(dir.path()).err().unwrap());
-        assert!(message.contains("newer taxii-host"), "{message}");
+        let sqlite = Backend {
+            name: "sqlite",
+            location: Location::sqlite(dir.path()),
+            _dir: dir,
+            _postgres: None,
+        };
+        eprintln!("on sqlite");
+        test(&sqlite);
+        eprintln!("on postgres");
+        test(&postgres());
+    }
+
+    /// A fresh PostgreSQL store (a database of its own).
+    pub(crate) fn postgres() -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        let database = TestDatabase::create();
+        let target =
+            PostgresTarget::new(&database.url, Some(Secret::new(database.password.clone())))
+                .unwrap();
+        Backend {
+            name: "postgres",
+            location: Location {
+                data_dir: dir.path().to_path_buf(),
+                postgres: Some(Arc::new(target)),
+            },
+            _dir: dir,
+            _postgres: Some(database),
+        }
     }
 }

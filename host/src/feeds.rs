@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use rusqlite::{OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::db::Database;
+use crate::args;
+use crate::db::{Database, Row};
 use crate::politeness::{OriginLimits, Rate};
 use crate::schedule::{FeedSchedule, Lookback};
 use crate::secret::SecretSource;
@@ -209,21 +209,14 @@ impl Feed {
         Ok(())
     }
 
-    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
-        fn json<T: serde::de::DeserializeOwned>(column: &str, text: String) -> rusqlite::Result<T> {
-            serde_json::from_str(&text).map_err(|e| {
-                let message = format!("feeds.{column} is not valid: {e}");
-                rusqlite::Error::FromSqlConversionFailure(
-                    0,
-                    rusqlite::types::Type::Text,
-                    message.into(),
-                )
-            })
+    fn from_row(row: &Row<'_>) -> Result<Self> {
+        fn json<T: serde::de::DeserializeOwned>(column: &str, text: String) -> Result<T> {
+            serde_json::from_str(&text).with_context(|| format!("feeds.{column} is not valid"))
         }
         Ok(Self {
             tenant: row.get("tenant")?,
             name: row.get("name")?,
-            plugin: row.get::<_, Option<String>>("plugin")?.map(PathBuf::from),
+            plugin: row.get::<Option<String>>("plugin")?.map(PathBuf::from),
             collection_url: row.get("collection_url")?,
             auth: json("auth", row.get("auth")?)?,
             network: json("network", row.get("network")?)?,
@@ -234,7 +227,7 @@ impl Feed {
             deadline_secs: row.get("deadline_secs")?,
             schedule: FeedSchedule {
                 every: millis(row.get("every_ms")?),
-                initial_lookback: match row.get::<_, Option<u64>>("initial_lookback_ms")? {
+                initial_lookback: match row.get::<Option<u64>>("initial_lookback_ms")? {
                     Some(ms) => Lookback::Window(millis(ms)),
                     None => Lookback::All,
                 },
@@ -278,7 +271,7 @@ impl Database {
             Lookback::Window(window) => Some(as_millis(window)),
         };
         let limits = &feed.limits;
-        self.conn.execute(
+        self.execute(
             "INSERT INTO feeds (tenant, name, plugin, collection_url, auth, network, page_size,
                                 object_types, added_after, created_at, page_limit,
                                 deadline_secs, every_ms, initial_lookback_ms, rate_requests,
@@ -295,16 +288,16 @@ impl Database {
                 rate_requests = excluded.rate_requests, rate_per_ms = excluded.rate_per_ms,
                 burst = excluded.burst, connect_timeout_ms = excluded.connect_timeout_ms,
                 response_timeout_ms = excluded.response_timeout_ms",
-            params![
-                feed.tenant,
-                feed.name,
+            args![
+                &feed.tenant,
+                &feed.name,
                 feed.plugin.as_ref().map(|p| p.display().to_string()),
-                feed.collection_url,
+                &feed.collection_url,
                 serde_json::to_string(&feed.auth)?,
                 serde_json::to_string(&feed.network)?,
                 feed.page_size,
                 serde_json::to_string(&feed.object_types)?,
-                feed.added_after,
+                feed.added_after.as_deref(),
                 crate::now_rfc3339(),
                 feed.page_limit,
                 feed.deadline_secs,
@@ -322,14 +315,12 @@ impl Database {
 
     /// One feed by name.
     pub fn feed(&self, tenant: &str, name: &str) -> Result<Option<Feed>> {
-        self.conn
-            .query_row(
-                "SELECT * FROM feeds WHERE tenant = ?1 AND name = ?2",
-                params![tenant, name],
-                Feed::from_row,
-            )
-            .optional()
-            .context("cannot read the feed configuration")
+        self.query_opt(
+            "SELECT * FROM feeds WHERE tenant = ?1 AND name = ?2",
+            args![tenant, name],
+            Feed::from_row,
+        )
+        .context("cannot read the feed configuration")
     }
 
     /// One feed by name, or an error that lists the feeds there are.
@@ -349,13 +340,11 @@ impl Database {
 
     /// Every feed of a tenant, by name.
     pub fn feeds(&self, tenant: &str) -> Result<Vec<Feed>> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT * FROM feeds WHERE tenant = ?1 ORDER BY name")?;
-        let feeds = statement
-            .query_map([tenant], Feed::from_row)?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(feeds)
+        self.query_all(
+            "SELECT * FROM feeds WHERE tenant = ?1 ORDER BY name",
+            args![tenant],
+            Feed::from_row,
+        )
     }
 
     /// The TAXII version the server of a feed spoke last, as its plugin
@@ -370,9 +359,9 @@ impl Database {
 
     /// Removes a feed's configuration; its store and history stay.
     pub fn remove_feed(&self, tenant: &str, name: &str) -> Result<bool> {
-        let removed = self.conn.execute(
+        let removed = self.execute(
             "DELETE FROM feeds WHERE tenant = ?1 AND name = ?2",
-            params![tenant, name],
+            args![tenant, name],
         )?;
         Ok(removed > 0)
     }
@@ -381,6 +370,7 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::testing::each_backend;
 
     fn feed(name: &str) -> Feed {
         Feed {
@@ -416,31 +406,33 @@ mod tests {
 
     #[test]
     fn stores_and_reads_back_a_feed() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(dir.path()).unwrap();
-        db.add_feed(&feed("intel"), false).unwrap();
-        assert_eq!(db.feed("default", "intel").unwrap(), Some(feed("intel")));
-        assert!(db.add_feed(&feed("intel"), false).is_err());
-        db.add_feed(&feed("intel"), true).unwrap();
-        assert_eq!(db.feeds("default").unwrap().len(), 1);
-        assert!(db.remove_feed("default", "intel").unwrap());
-        let message = db.require_feed("default", "intel").unwrap_err().to_string();
-        assert!(message.contains("config add"), "{message}");
+        each_backend(|backend| {
+            let db = backend.open();
+            db.add_feed(&feed("intel"), false).unwrap();
+            assert_eq!(db.feed("default", "intel").unwrap(), Some(feed("intel")));
+            assert!(db.add_feed(&feed("intel"), false).is_err());
+            db.add_feed(&feed("intel"), true).unwrap();
+            assert_eq!(db.feeds("default").unwrap().len(), 1);
+            assert!(db.remove_feed("default", "intel").unwrap());
+            let message = db.require_feed("default", "intel").unwrap_err().to_string();
+            assert!(message.contains("config add"), "{message}");
+        });
     }
 
     #[test]
     fn reads_the_taxii_version_the_plugin_recorded() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut db = Database::open(dir.path()).unwrap();
-        db.add_feed(&feed("intel"), false).unwrap();
-        assert_eq!(db.taxii_version("default", "intel").unwrap(), None);
-        let store = db.ensure_store("default", "intel", "taxii-feed").unwrap();
-        db.set_entries(store.id, &[(TAXII_VERSION_KEY.into(), b"2.0".to_vec())])
-            .unwrap();
-        assert_eq!(
-            db.taxii_version("default", "intel").unwrap().as_deref(),
-            Some("2.0")
-        );
+        each_backend(|backend| {
+            let mut db = backend.open();
+            db.add_feed(&feed("intel"), false).unwrap();
+            assert_eq!(db.taxii_version("default", "intel").unwrap(), None);
+            let store = db.ensure_store("default", "intel", "taxii-feed").unwrap();
+            db.set_entries(store.id, &[(TAXII_VERSION_KEY.into(), b"2.0".to_vec())])
+                .unwrap();
+            assert_eq!(
+                db.taxii_version("default", "intel").unwrap().as_deref(),
+                Some("2.0")
+            );
+        });
     }
 
     #[test]

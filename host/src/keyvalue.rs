@@ -16,7 +16,7 @@ use anyhow::Result;
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
 use crate::bindings::wasi::keyvalue::{batch, store};
-use crate::db::Database;
+use crate::db::{Database, Fence};
 use crate::progress::RunProgress;
 use crate::store::StoreRef;
 
@@ -34,6 +34,7 @@ pub struct BucketAccess {
     db: Option<Database>,
     store: Option<StoreRef>,
     progress: Option<Arc<RunProgress>>,
+    fence: Option<Fence>,
 }
 
 impl BucketAccess {
@@ -44,12 +45,20 @@ impl BucketAccess {
             db: Some(db),
             store: Some(store),
             progress: None,
+            fence: None,
         }
     }
 
     /// Counts each committed batch in `progress`.
     pub fn with_progress(mut self, progress: Arc<RunProgress>) -> Self {
         self.progress = Some(progress);
+        self
+    }
+
+    /// Checks the run's lease in every write's transaction (see
+    /// [`crate::lease`]): once another host has the feed, writes fail.
+    pub fn with_fence(mut self, fence: Option<Fence>) -> Self {
+        self.fence = fence;
         self
     }
 
@@ -65,6 +74,7 @@ impl BucketAccess {
             db: None,
             store: None,
             progress: None,
+            fence: None,
         }
     }
 
@@ -118,13 +128,22 @@ impl KeyValue<'_> {
     /// The database and the bucket's store; a bucket only exists when the
     /// run has a database.
     fn bucket(&mut self, bucket: &Resource<Bucket>) -> wasmtime::Result<(&mut Database, i64)> {
+        let (db, id, _) = self.bucket_fenced(bucket)?;
+        Ok((db, id))
+    }
+
+    /// [`KeyValue::bucket`], with the fence writes must check.
+    fn bucket_fenced(
+        &mut self,
+        bucket: &Resource<Bucket>,
+    ) -> wasmtime::Result<(&mut Database, i64, Option<&Fence>)> {
         let id = self.table.get(bucket)?.store_id;
         let db = self
             .access
             .db
             .as_mut()
             .ok_or_else(|| wasmtime::format_err!("a bucket exists without a database"))?;
-        Ok((db, id))
+        Ok((db, id, self.access.fence.as_ref()))
     }
 }
 
@@ -145,13 +164,13 @@ impl store::HostBucket for KeyValue<'_> {
     }
 
     fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Answer<()> {
-        let (db, id) = self.bucket(&bucket)?;
-        answer(db.set_entries(id, &[(key, value)]))
+        let (db, id, fence) = self.bucket_fenced(&bucket)?;
+        answer(db.set_entries_fenced(id, &[(key, value)], fence))
     }
 
     fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Answer<()> {
-        let (db, id) = self.bucket(&bucket)?;
-        answer(db.delete_entries(id, &[key]))
+        let (db, id, fence) = self.bucket_fenced(&bucket)?;
+        answer(db.delete_entries_fenced(id, &[key], fence))
     }
 
     fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Answer<bool> {
@@ -196,8 +215,8 @@ impl batch::Host for KeyValue<'_> {
         bucket: Resource<Bucket>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> Answer<()> {
-        let (db, id) = self.bucket(&bucket)?;
-        let result = db.set_entries(id, &key_values);
+        let (db, id, fence) = self.bucket_fenced(&bucket)?;
+        let result = db.set_entries_fenced(id, &key_values, fence);
         if result.is_ok() {
             self.access.committed(&key_values);
         }
@@ -205,7 +224,7 @@ impl batch::Host for KeyValue<'_> {
     }
 
     fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Answer<()> {
-        let (db, id) = self.bucket(&bucket)?;
-        answer(db.delete_entries(id, &keys))
+        let (db, id, fence) = self.bucket_fenced(&bucket)?;
+        answer(db.delete_entries_fenced(id, &keys, fence))
     }
 }

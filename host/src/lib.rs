@@ -23,6 +23,7 @@ pub mod engine;
 pub mod feeds;
 pub mod filter;
 pub mod keyvalue;
+pub mod lease;
 pub mod limits;
 pub mod lock;
 pub mod outgoing;

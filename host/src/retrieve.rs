@@ -143,73 +143,77 @@ pub fn write_store_table(stores: &[StoreSummary], out: &mut impl Write) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::testing::each_backend;
     use crate::feeds::Feed;
 
     #[test]
     fn lists_stores_with_types_and_a_url_without_credentials() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut db = Database::open(dir.path()).unwrap();
-        let feed = Feed {
-            tenant: "default".into(),
-            name: "intel".into(),
-            plugin: None,
-            collection_url: "https://bob:hunter2@taxii.example/api/collections/c/?token=t1".into(),
-            auth: crate::feeds::Auth::None,
-            network: crate::feeds::NetworkOptions::default(),
-            page_size: None,
-            object_types: Vec::new(),
-            added_after: None,
-            page_limit: None,
-            deadline_secs: None,
-            schedule: crate::schedule::FeedSchedule::default(),
-            limits: crate::politeness::OriginLimits::default(),
-        };
-        db.add_feed(&feed, false).unwrap();
-        let store = db.ensure_store("default", "intel", "taxii-feed").unwrap();
-        let entries: Vec<_> = [
-            "object/indicator--1/2024-01-01T00:00:00.000000000Z",
-            "object/indicator--1/2024-02-01T00:00:00.000000000Z",
-            "object/indicator--2/2024-01-01T00:00:00.000000000Z",
-            "object/attack-pattern--1/2024-01-01T00:00:00.000000000Z",
-            "state/cursor",
-        ]
-        .iter()
-        .map(|k| (k.to_string(), b"{}".to_vec()))
-        .collect();
-        db.set_entries(store.id, &entries).unwrap();
-        db.ensure_store("default", "orphan", "taxii-feed").unwrap();
+        each_backend(|backend| {
+            let mut db = backend.open();
+            let feed = Feed {
+                tenant: "default".into(),
+                name: "intel".into(),
+                plugin: None,
+                collection_url: "https://bob:hunter2@taxii.example/api/collections/c/?token=t1"
+                    .into(),
+                auth: crate::feeds::Auth::None,
+                network: crate::feeds::NetworkOptions::default(),
+                page_size: None,
+                object_types: Vec::new(),
+                added_after: None,
+                page_limit: None,
+                deadline_secs: None,
+                schedule: crate::schedule::FeedSchedule::default(),
+                limits: crate::politeness::OriginLimits::default(),
+            };
+            db.add_feed(&feed, false).unwrap();
+            let store = db.ensure_store("default", "intel", "taxii-feed").unwrap();
+            let entries: Vec<_> = [
+                "object/indicator--1/2024-01-01T00:00:00.000000000Z",
+                "object/indicator--1/2024-02-01T00:00:00.000000000Z",
+                "object/indicator--2/2024-01-01T00:00:00.000000000Z",
+                "object/attack-pattern--1/2024-01-01T00:00:00.000000000Z",
+                "state/cursor",
+            ]
+            .iter()
+            .map(|k| (k.to_string(), b"{}".to_vec()))
+            .collect();
+            db.set_entries(store.id, &entries).unwrap();
+            db.ensure_store("default", "orphan", "taxii-feed").unwrap();
 
-        let stores = list_stores(&db, "default").unwrap();
-        let intel = &stores[0];
-        assert_eq!((intel.objects, intel.versions), (3, 4));
-        let types: Vec<_> = intel.types.iter().map(|(t, n)| (t.as_str(), *n)).collect();
-        assert_eq!(types, [("attack-pattern", 1), ("indicator", 2)]);
-        assert_eq!(
-            intel.collection_url.as_deref(),
-            Some("https://taxii.example/api/collections/c/")
-        );
-        assert_eq!(intel.feed.as_deref(), Some("intel"));
-        assert_eq!(intel.next_run.as_deref(), Some("due"), "it never ran");
-        assert_eq!(stores[1].feed, None);
-        assert_eq!(stores[1].next_run, None);
+            let stores = list_stores(&db, "default").unwrap();
+            let intel = &stores[0];
+            assert_eq!((intel.objects, intel.versions), (3, 4));
+            let types: Vec<_> = intel.types.iter().map(|(t, n)| (t.as_str(), *n)).collect();
+            assert_eq!(types, [("attack-pattern", 1), ("indicator", 2)]);
+            assert_eq!(
+                intel.collection_url.as_deref(),
+                Some("https://taxii.example/api/collections/c/")
+            );
+            assert_eq!(intel.feed.as_deref(), Some("intel"));
+            assert_eq!(intel.next_run.as_deref(), Some("due"), "it never ran");
+            assert_eq!(stores[1].feed, None);
+            assert_eq!(stores[1].next_run, None);
 
-        let started = db
-            .begin_run(&store, &crate::runs::RunStart::default())
-            .unwrap();
-        assert!(started > 0);
-        let last = db.last_run(&store).unwrap().unwrap().started_at;
-        let start = humantime::parse_rfc3339_weak(&last).unwrap();
-        let expected = humantime::format_rfc3339_seconds(start + feed.schedule.every).to_string();
-        let stores = list_stores(&db, "default").unwrap();
-        assert_eq!(stores[0].next_run.as_deref(), Some(expected.as_str()));
+            let started = db
+                .begin_run(&store, &crate::runs::RunStart::default())
+                .unwrap();
+            assert!(started > 0);
+            let last = db.last_run(&store).unwrap().unwrap().started_at;
+            let start = humantime::parse_rfc3339_weak(&last).unwrap();
+            let expected =
+                humantime::format_rfc3339_seconds(start + feed.schedule.every).to_string();
+            let stores = list_stores(&db, "default").unwrap();
+            assert_eq!(stores[0].next_run.as_deref(), Some(expected.as_str()));
 
-        let mut table = Vec::new();
-        write_store_table(&stores, &mut table).unwrap();
-        let table = String::from_utf8(table).unwrap();
-        assert!(
-            !table.contains("hunter2") && !table.contains("t1"),
-            "{table}"
-        );
-        assert!(table.contains("(removed)"), "{table}");
+            let mut table = Vec::new();
+            write_store_table(&stores, &mut table).unwrap();
+            let table = String::from_utf8(table).unwrap();
+            assert!(
+                !table.contains("hunter2") && !table.contains("t1"),
+                "{table}"
+            );
+            assert!(table.contains("(removed)"), "{table}");
+        });
     }
 }

@@ -13,10 +13,11 @@ use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::FeedPluginPre;
 use crate::bindings::types::{self, ImportError, RunReport};
-use crate::db::Database;
+use crate::db::{Database, Fence, Location};
 use crate::engine::{EPOCH_TICK, PluginEngine, PluginSource};
 use crate::feeds::{Auth, Feed, NetworkOptions};
 use crate::keyvalue::BucketAccess;
+use crate::lease::Lease;
 use crate::limits::{CpuMeter, LimitHit, MemoryLimiter, RunLimits, RunWatch};
 use crate::lock::Lock;
 use crate::outgoing::{Sender, Timeouts};
@@ -55,9 +56,52 @@ pub struct RunnerOptions {
 /// Runs imports.
 pub struct Runner {
     engine: PluginEngine,
-    data_dir: PathBuf,
+    location: Location,
     options: RunnerOptions,
     politeness: Politeness,
+    lease_ttl: Duration,
+}
+
+/// What keeps a feed's runs apart: a lock file in the data directory, or a
+/// lease in a shared database.
+enum OneRun {
+    Lock(Lock),
+    Lease(Lease),
+}
+
+impl OneRun {
+    fn take(location: &Location, feed: &Feed, ttl: Duration) -> Result<Self> {
+        Ok(if location.is_shared() {
+            Self::Lease(Lease::acquire(location, &feed.tenant, &feed.name, ttl)?)
+        } else {
+            Self::Lock(Lock::feed(&location.data_dir, &feed.tenant, &feed.name)?)
+        })
+    }
+
+    fn fence(&self) -> Option<Fence> {
+        match self {
+            Self::Lock(_) => None,
+            Self::Lease(lease) => Some(lease.fence().clone()),
+        }
+    }
+
+    /// Resolves when the run's lease is lost; never for a lock file.
+    async fn lost(&self) {
+        match self {
+            Self::Lock(_) => std::future::pending().await,
+            Self::Lease(lease) => lease.lost().await,
+        }
+    }
+
+    fn release(self) -> Result<()> {
+        match self {
+            Self::Lock(lock) => {
+                drop(lock);
+                Ok(())
+            }
+            Self::Lease(lease) => lease.release(),
+        }
+    }
 }
 
 /// How a run is started, and what it reports to while it goes.
@@ -69,6 +113,9 @@ pub struct RunOptions {
     pub shutdown: Shutdown,
     /// Counters the run updates as it goes.
     pub progress: Arc<RunProgress>,
+    /// The lease the run holds on a shared store, checked by each of its
+    /// writes; set by [`Runner::import_with`] when it takes the lease.
+    pub fence: Option<Fence>,
 }
 
 impl RunOptions {
@@ -78,6 +125,7 @@ impl RunOptions {
             start: RunStart::default(),
             shutdown,
             progress: Arc::new(RunProgress::new(&feed.name, false)),
+            fence: None,
         }
     }
 }
@@ -107,14 +155,21 @@ pub struct ImportOutcome {
 type CallResult = Result<Result<RunReport, types::ImportFailure>>;
 
 impl Runner {
-    /// A runner over the stores in `data_dir`.
-    pub fn new(engine: PluginEngine, data_dir: PathBuf, options: RunnerOptions) -> Self {
+    /// A runner over the stores at `location`.
+    pub fn new(engine: PluginEngine, location: Location, options: RunnerOptions) -> Self {
         Self {
             engine,
-            data_dir,
+            location,
             options,
             politeness: Politeness::new(RetryPolicy::default()),
+            lease_ttl: crate::lease::DEFAULT_TTL,
         }
+    }
+
+    /// How long a feed's lease lasts without renewal (shared stores only).
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
     }
 
     /// Sends failed requests again by `retry` instead of the default.
@@ -129,8 +184,8 @@ impl Runner {
     }
 
     /// Where configurations and stores live.
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// Runs one import of `feed` from the command line and records it.
@@ -140,10 +195,19 @@ impl Runner {
     }
 
     /// Runs one import of `feed` and records it. Fails without running if
-    /// another process is importing the feed ([`crate::lock::LockError`]).
+    /// another process is importing the feed ([`crate::lock::LockError`]):
+    /// one on this data directory (a lock file), or any host on a shared
+    /// store (a lease, see [`crate::lease`]).
     pub async fn import_with(&self, feed: &Feed, options: RunOptions) -> Result<ImportOutcome> {
-        let _one_run = Lock::feed(&self.data_dir, &feed.tenant, &feed.name)?;
-        let db = Database::open(&self.data_dir)?;
+        let one_run = OneRun::take(&self.location, feed, self.lease_ttl)?;
+        let fence = one_run.fence();
+        let mut options = options;
+        if fence.is_some() {
+            // Taking a lease goes over the network: the run starts once it
+            // holds it, which is what its record says on a shared store.
+            options.start.started_at = options.start.started_at.max(SystemTime::now());
+        }
+        let db = self.location.open()?;
         let source = PluginSource::from_path(feed.plugin.as_deref());
         let pre = self.engine.load(&source)?;
         let store = db.ensure_store(&feed.tenant, &feed.name, &plugin_label(&source))?;
@@ -151,13 +215,20 @@ impl Runner {
         let run_id = db.begin_run(&store, &options.start)?;
         tracing::info!(feed = %feed.name, url = %feed.collection_url, "import started");
         let watch = Arc::new(RunWatch::default());
+        let options = RunOptions { fence, ..options };
         let run = self.run(&pre, feed, &store, origin_limits, &options, &watch);
+        let mut lease_lost = false;
         let result = tokio::select! {
             result = run => Some(result),
             () = options.shutdown.abandoning() => None,
+            () = one_run.lost() => {
+                lease_lost = true;
+                None
+            }
         };
         let stopped_run = options.progress.was_stopped();
         let (report, mut error) = match (result, watch.limit_hit()) {
+            (None, _) if lease_lost => (None, Some(failure::lease_lost(feed, self.lease_ttl))),
             (None, _) => (None, Some(failure::stopped(true))),
             (Some(Ok(Err(failure))), None) if stopped_run => {
                 (Some(failure.progress), Some(failure::stopped(false)))
@@ -192,6 +263,9 @@ impl Runner {
         let seen = options.progress.snapshot();
         let end = run_end(status, report.as_ref(), error.as_ref(), &seen, denied);
         db.finish_run(run_id, &end)?;
+        if let Err(e) = one_run.release() {
+            tracing::warn!(feed = %feed.name, "cannot release the feed: {e:#}; it expires by itself");
+        }
         log_outcome(feed, report.as_ref(), error.as_ref());
         Ok(ImportOutcome {
             feed: feed.name.clone(),
@@ -352,8 +426,9 @@ impl Runner {
         );
         let policy = OutgoingPolicy::new(allowed, credential, sender, limits.requests())
             .with_politeness(client);
-        let bucket = BucketAccess::new(Database::open(&self.data_dir)?, store.clone())
-            .with_progress(options.progress.clone());
+        let bucket = BucketAccess::new(self.location.open()?, store.clone())
+            .with_progress(options.progress.clone())
+            .with_fence(options.fence.clone());
         let limiter = MemoryLimiter::new(limits.memory_bytes, watch.clone());
         let state = RunState::new(policy, bucket, limiter, self.options.guest_stderr);
         let mut wasm = Store::new(self.engine.engine(), state);

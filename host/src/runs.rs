@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::SystemTime;
 
-use anyhow::Result;
-use rusqlite::{OptionalExtension, Row, params};
+use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::db::Database;
+use crate::args;
+use crate::db::{Database, Row};
 use crate::progress::format_statuses;
 use crate::store::StoreRef;
 
@@ -172,6 +172,9 @@ pub struct RunRecord {
     pub fix: Option<String>,
     /// The process that ran it.
     pub pid: Option<u32>,
+    /// The host that ran it: machine, pid and a random part (see
+    /// [`crate::lease::host_id`]); several share a PostgreSQL store.
+    pub host: Option<String>,
 }
 
 /// How a run ended, to record.
@@ -198,18 +201,18 @@ pub struct RunEnd {
 }
 
 impl RunRecord {
-    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+    fn from_row(row: &Row<'_>) -> Result<Self> {
         let statuses: String = row.get("http_statuses")?;
         Ok(Self {
             id: row.get("id")?,
-            trigger: match row.get::<_, String>("trigger")?.as_str() {
+            trigger: match row.get::<String>("trigger")?.as_str() {
                 "schedule" => Trigger::Schedule,
                 _ => Trigger::Manual,
             },
             scheduled_at: row.get("scheduled_at")?,
             started_at: row.get("started_at")?,
             finished_at: row.get("finished_at")?,
-            status: RunStatus::parse(&row.get::<_, String>("status")?),
+            status: RunStatus::parse(&row.get::<String>("status")?),
             counts: RunCounts {
                 pages: row.get("pages")?,
                 received: row.get("received")?,
@@ -230,6 +233,7 @@ impl RunRecord {
             error: row.get("error")?,
             fix: row.get("fix")?,
             pid: row.get("pid")?,
+            host: row.get("host")?,
         })
     }
 
@@ -253,36 +257,38 @@ impl Database {
     /// [`crate::lock`]), so runs of this store still marked running belonged
     /// to a host that died: they become interrupted.
     pub fn begin_run(&self, store: &StoreRef, start: &RunStart) -> Result<i64> {
-        self.conn.execute(
+        self.execute(
             "UPDATE runs SET status = 'interrupted', error_kind = 'interrupted',
-                error = ?2 || ' (fix: ' || ?3 || ')', fix = ?3
+                error = CAST(?2 AS TEXT) || ' (fix: ' || CAST(?3 AS TEXT) || ')', fix = ?3
              WHERE store_id = ?1 AND status = 'running'",
-            params![store.id, DIED_CAUSE, DIED_FIX],
+            args![store.id, DIED_CAUSE, DIED_FIX],
         )?;
-        self.conn.execute(
-            "INSERT INTO runs (store_id, started_at, status, trigger, scheduled_at, pid)
-             VALUES (?1, ?2, 'running', ?3, ?4, ?5)",
-            params![
+        let id = self.query_opt(
+            "INSERT INTO runs (store_id, started_at, status, trigger, scheduled_at, pid, host)
+             VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6) RETURNING id",
+            args![
                 store.id,
                 rfc3339(start.started_at),
                 start.trigger.as_str(),
                 start.scheduled_at.map(rfc3339),
                 std::process::id(),
+                crate::lease::host_id(),
             ],
+            |row| row.at(0),
         )?;
-        Ok(self.conn.last_insert_rowid())
+        id.context("the database did not return the new run's id")
     }
 
     /// Records the end of a run.
     pub fn finish_run(&self, run_id: i64, end: &RunEnd) -> Result<()> {
         let (c, h) = (&end.counts, &end.http);
-        self.conn.execute(
+        self.execute(
             "UPDATE runs SET finished_at = ?2, status = ?3, pages = ?4, received = ?5,
                 stored = ?6, duplicates = ?7, rejected = ?8, cursor = ?9, error_kind = ?10,
                 error = ?11, report = ?12, denied = ?13, quarantined = ?14, requests = ?15,
                 retries = ?16, waited_ms = ?17, http_statuses = ?18, fix = ?19
              WHERE id = ?1",
-            params![
+            args![
                 run_id,
                 crate::now_rfc3339(),
                 end.status.as_str(),
@@ -291,17 +297,17 @@ impl Database {
                 c.stored,
                 c.duplicates,
                 c.rejected,
-                end.cursor,
-                end.error_kind,
-                end.error,
-                end.report,
+                end.cursor.as_deref(),
+                end.error_kind.as_deref(),
+                end.error.as_deref(),
+                end.report.as_deref(),
                 end.denied,
                 c.quarantined,
                 h.requests,
                 h.retries,
                 h.waited_ms,
                 serde_json::to_string(&h.http_statuses)?,
-                end.fix,
+                end.fix.as_deref(),
             ],
         )?;
         Ok(())
@@ -309,25 +315,20 @@ impl Database {
 
     /// The most recent run of a store.
     pub fn last_run(&self, store: &StoreRef) -> Result<Option<RunRecord>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT * FROM runs WHERE store_id = ?1 ORDER BY id DESC LIMIT 1",
-                [store.id],
-                RunRecord::from_row,
-            )
-            .optional()?)
+        self.query_opt(
+            "SELECT * FROM runs WHERE store_id = ?1 ORDER BY id DESC LIMIT 1",
+            args![store.id],
+            RunRecord::from_row,
+        )
     }
 
     /// A store's runs, newest first.
     pub fn runs(&self, store: &StoreRef, limit: u32) -> Result<Vec<RunRecord>> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT * FROM runs WHERE store_id = ?1 ORDER BY id DESC LIMIT ?2")?;
-        let runs = statement
-            .query_map(params![store.id, limit], RunRecord::from_row)?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(runs)
+        self.query_all(
+            "SELECT * FROM runs WHERE store_id = ?1 ORDER BY id DESC LIMIT ?2",
+            args![store.id, limit],
+            RunRecord::from_row,
+        )
     }
 }
 
@@ -407,6 +408,7 @@ fn short_duration(d: std::time::Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::testing::each_backend;
 
     fn store(db: &Database) -> StoreRef {
         db.ensure_store("default", "intel", "taxii-feed").unwrap()
@@ -414,76 +416,79 @@ mod tests {
 
     #[test]
     fn a_run_left_running_by_a_dead_host_becomes_interrupted_with_its_cause() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(dir.path()).unwrap();
-        let store = store(&db);
-        let dead = db.begin_run(&store, &RunStart::default()).unwrap();
-        let scheduled = humantime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
-        let start = RunStart {
-            trigger: Trigger::Schedule,
-            started_at: scheduled + std::time::Duration::from_millis(5),
-            scheduled_at: Some(scheduled),
-        };
-        let live = db.begin_run(&store, &start).unwrap();
-        let runs = db.runs(&store, 10).unwrap();
-        assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [live, dead]);
-        assert_eq!(runs[1].status, RunStatus::Interrupted);
-        assert_eq!(runs[1].error_kind.as_deref(), Some("interrupted"));
-        assert_eq!(runs[1].cause(), Some(DIED_CAUSE));
-        assert_eq!(runs[1].fix.as_deref(), Some(DIED_FIX));
-        assert_eq!(runs[0].status, RunStatus::Running);
-        assert_eq!(runs[0].trigger, Trigger::Schedule);
-        assert_eq!(runs[0].started_at, "2026-01-01T00:00:00.005000Z");
-        assert_eq!(
-            runs[0].scheduled_at.as_deref(),
-            Some("2026-01-01T00:00:00.000000Z")
-        );
-        assert_eq!(runs[0].pid, Some(std::process::id()));
+        each_backend(|backend| {
+            let db = backend.open();
+            let store = store(&db);
+            let dead = db.begin_run(&store, &RunStart::default()).unwrap();
+            let scheduled = humantime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+            let start = RunStart {
+                trigger: Trigger::Schedule,
+                started_at: scheduled + std::time::Duration::from_millis(5),
+                scheduled_at: Some(scheduled),
+            };
+            let live = db.begin_run(&store, &start).unwrap();
+            let runs = db.runs(&store, 10).unwrap();
+            assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [live, dead]);
+            assert_eq!(runs[1].status, RunStatus::Interrupted);
+            assert_eq!(runs[1].error_kind.as_deref(), Some("interrupted"));
+            assert_eq!(runs[1].cause(), Some(DIED_CAUSE));
+            assert_eq!(runs[1].fix.as_deref(), Some(DIED_FIX));
+            assert_eq!(runs[0].status, RunStatus::Running);
+            assert_eq!(runs[0].trigger, Trigger::Schedule);
+            assert_eq!(runs[0].started_at, "2026-01-01T00:00:00.005000Z");
+            assert_eq!(
+                runs[0].scheduled_at.as_deref(),
+                Some("2026-01-01T00:00:00.000000Z")
+            );
+            assert_eq!(runs[0].pid, Some(std::process::id()));
+            assert_eq!(runs[0].host.as_deref(), Some(crate::lease::host_id()));
+        });
     }
 
     #[test]
     fn a_finished_run_keeps_its_counts_statuses_and_fix() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(dir.path()).unwrap();
-        let store = store(&db);
-        let id = db.begin_run(&store, &RunStart::default()).unwrap();
-        let end = RunEnd {
-            denied: 0,
-            status: RunStatus::Failed,
-            counts: RunCounts {
-                pages: 3,
-                received: 30,
-                stored: 20,
-                duplicates: 9,
-                rejected: 1,
-                quarantined: 1,
-            },
-            http: HttpCounts {
-                requests: 6,
-                retries: 2,
-                waited_ms: 1500,
-                http_statuses: [("200".to_string(), 4), ("503".to_string(), 2)].into(),
-            },
-            cursor: Some("c".into()),
-            error_kind: Some("unavailable".into()),
-            error: Some("it broke (fix: try later)".into()),
-            fix: Some("try later".into()),
-            report: None,
-        };
-        db.finish_run(id, &end).unwrap();
-        let run = db.last_run(&store).unwrap().unwrap();
-        assert_eq!(
-            (run.counts.clone(), run.http.clone()),
-            (end.counts, end.http)
-        );
-        assert_eq!(run.cause(), Some("it broke"));
-        let mut out = Vec::new();
-        write_runs("intel", &[run], &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("200×4 503×2"), "{text}");
-        assert!(
-            text.contains("failed (unavailable): it broke\n  fix: try later"),
-            "{text}"
-        );
+        each_backend(|backend| {
+            let db = backend.open();
+            let store = store(&db);
+            let id = db.begin_run(&store, &RunStart::default()).unwrap();
+            let end = RunEnd {
+                denied: 0,
+                status: RunStatus::Failed,
+                counts: RunCounts {
+                    pages: 3,
+                    received: 30,
+                    stored: 20,
+                    duplicates: 9,
+                    rejected: 1,
+                    quarantined: 1,
+                },
+                http: HttpCounts {
+                    requests: 6,
+                    retries: 2,
+                    waited_ms: 1500,
+                    http_statuses: [("200".to_string(), 4), ("503".to_string(), 2)].into(),
+                },
+                cursor: Some("c".into()),
+                error_kind: Some("unavailable".into()),
+                error: Some("it broke (fix: try later)".into()),
+                fix: Some("try later".into()),
+                report: None,
+            };
+            db.finish_run(id, &end).unwrap();
+            let run = db.last_run(&store).unwrap().unwrap();
+            assert_eq!(
+                (run.counts.clone(), run.http.clone()),
+                (end.counts, end.http)
+            );
+            assert_eq!(run.cause(), Some("it broke"));
+            let mut out = Vec::new();
+            write_runs("intel", &[run], &mut out).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains("200×4 503×2"), "{text}");
+            assert!(
+                text.contains("failed (unavailable): it broke\n  fix: try later"),
+                "{text}"
+            );
+        });
     }
 }

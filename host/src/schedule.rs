@@ -74,7 +74,14 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: Shutdown,
 ) -> Result<ServeSummary> {
-    let _one_scheduler = Lock::scheduler(runner.data_dir(), &options.tenant)?;
+    // On a shared store several `serve` processes run the tenant's feeds
+    // together, each feed under a lease; on a data directory, one does.
+    let location = runner.location();
+    let _one_scheduler = if location.is_shared() {
+        None
+    } else {
+        Some(Lock::scheduler(&location.data_dir, &options.tenant)?)
+    };
     let mut scheduler = Scheduler {
         runner,
         options,
@@ -149,7 +156,7 @@ impl Scheduler {
 
     /// Reads the configurations and updates the slots.
     fn reload(&mut self) -> Result<()> {
-        let db = Database::open(self.runner.data_dir())?;
+        let db = self.runner.location().open()?;
         let feeds = db.feeds(&self.options.tenant)?;
         let now = SystemTime::now();
         for slot in self.slots.values_mut() {
@@ -243,6 +250,7 @@ impl Scheduler {
             },
             shutdown: self.shutdown.clone(),
             progress: Arc::new(RunProgress::new(&feed.name, false)),
+            fence: None,
         };
         let runner = self.runner.clone();
         let name = name.to_string();

@@ -22,7 +22,6 @@ mod routes;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -36,7 +35,7 @@ use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
-use crate::db::Database;
+use crate::db::{Database, Location};
 use crate::secret::Secret;
 
 pub use self::routes::collection_id;
@@ -54,7 +53,7 @@ pub const DEFAULT_MAX_PAGE_SIZE: usize = 1000;
 #[derive(Debug)]
 pub struct ServeConfig {
     /// Where the stores are.
-    pub data_dir: PathBuf,
+    pub location: Location,
     /// Where to listen.
     pub listen: SocketAddr,
     /// The user clients authenticate as.
@@ -70,7 +69,7 @@ pub struct ServeConfig {
 
 /// What every request handler may read.
 struct Server {
-    data_dir: PathBuf,
+    location: Location,
     credentials: [u8; 32],
     tenants: Vec<String>,
     max_page_size: usize,
@@ -78,7 +77,7 @@ struct Server {
 
 impl Server {
     fn db(&self) -> Result<Database> {
-        Database::open(&self.data_dir)
+        self.location.open()
     }
 
     /// The tenants served, in order.
@@ -177,7 +176,7 @@ pub async fn serve(config: ServeConfig, announce: impl FnOnce(&[String])) -> Res
     }
     let pair = format!("{}:{}", config.user, config.password.expose());
     let server = Arc::new(Server {
-        data_dir: config.data_dir,
+        location: config.location,
         credentials: Sha256::digest(pair.as_bytes()).into(),
         tenants: config.tenants,
         max_page_size: config.max_page_size,
@@ -340,7 +339,7 @@ mod tests {
     #[test]
     fn checks_basic_credentials_by_digest() {
         let server = Server {
-            data_dir: PathBuf::new(),
+            location: Location::sqlite(std::path::PathBuf::new()),
             credentials: Sha256::digest(b"reader:s3cret").into(),
             tenants: Vec::new(),
             max_page_size: 10,

@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use crate::db::Database;
+use crate::args;
+use crate::db::{Database, Fence, Row};
 
 /// Prefix of stored STIX object versions.
 pub const OBJECT_PREFIX: &str = "object/";
@@ -33,14 +33,14 @@ pub struct VersionRow {
 }
 
 impl VersionRow {
-    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    fn from_row(row: &Row<'_>) -> Result<Self> {
         Ok(Self {
             seq: row.get("seq")?,
             key: row.get("key")?,
             added_at: row.get("added_at")?,
             // Text as well as blobs: a value an operator wrote with the
             // sqlite3 shell is text.
-            value: row.get_ref("value")?.as_bytes()?.to_vec(),
+            value: row.get("value")?,
         })
     }
 
@@ -94,10 +94,10 @@ pub fn prefix_end(prefix: &str) -> String {
 impl Database {
     /// The store of this name, created if missing.
     pub fn ensure_store(&self, tenant: &str, name: &str, plugin: &str) -> Result<StoreRef> {
-        self.conn.execute(
+        self.execute(
             "INSERT INTO stores (tenant, name, plugin, created_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (tenant, name) DO NOTHING",
-            params![tenant, name, plugin, crate::now_rfc3339()],
+            args![tenant, name, plugin, crate::now_rfc3339()],
         )?;
         self.find_store(tenant, name)?
             .context("the store vanished right after it was created")
@@ -105,21 +105,19 @@ impl Database {
 
     /// The store of this name, if any.
     pub fn find_store(&self, tenant: &str, name: &str) -> Result<Option<StoreRef>> {
-        self.conn
-            .query_row(
-                "SELECT id, tenant, name, plugin FROM stores WHERE tenant = ?1 AND name = ?2",
-                params![tenant, name],
-                |row| {
-                    Ok(StoreRef {
-                        id: row.get(0)?,
-                        tenant: row.get(1)?,
-                        name: row.get(2)?,
-                        plugin: row.get(3)?,
-                    })
-                },
-            )
-            .optional()
-            .context("cannot read the list of stores")
+        self.query_opt(
+            "SELECT id, tenant, name, plugin FROM stores WHERE tenant = ?1 AND name = ?2",
+            args![tenant, name],
+            |row| {
+                Ok(StoreRef {
+                    id: row.at(0)?,
+                    tenant: row.at(1)?,
+                    name: row.at(2)?,
+                    plugin: row.at(3)?,
+                })
+            },
+        )
+        .context("cannot read the list of stores")
     }
 
     /// The store of this name, or an error that lists the stores there are.
@@ -136,24 +134,20 @@ impl Database {
 
     /// The names of a tenant's stores.
     pub fn store_names(&self, tenant: &str) -> Result<Vec<String>> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT name FROM stores WHERE tenant = ?1 ORDER BY name")?;
-        let names = statement
-            .query_map([tenant], |row| row.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(names)
+        self.query_all(
+            "SELECT name FROM stores WHERE tenant = ?1 ORDER BY name",
+            args![tenant],
+            |row| row.at(0),
+        )
     }
 
     /// The tenants that have stores.
     pub fn tenants(&self) -> Result<Vec<String>> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT DISTINCT tenant FROM stores ORDER BY tenant")?;
-        let tenants = statement
-            .query_map([], |row| row.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(tenants)
+        self.query_all(
+            "SELECT DISTINCT tenant FROM stores ORDER BY tenant",
+            args![],
+            |row| row.at(0),
+        )
     }
 
     /// Every event store of a tenant (not the buckets plugins keep for
@@ -166,31 +160,43 @@ impl Database {
             .collect()
     }
 
+    /// SQL for the `{id}` of an `object/{id}/{version}` key.
+    fn object_id_sql(&self) -> String {
+        format!(
+            "substr(key, 8, {} - 1)",
+            self.strpos("substr(key, 8)", "'/'")
+        )
+    }
+
     /// (distinct objects, object versions) in a store.
     pub fn object_counts(&self, store: &StoreRef) -> Result<(u64, u64)> {
-        let counts = self.conn.query_row(
-            "SELECT COUNT(DISTINCT substr(key, 8, instr(substr(key, 8), '/') - 1)), COUNT(*)
+        let sql = format!(
+            "SELECT COUNT(DISTINCT {}), COUNT(*)
              FROM entries WHERE store_id = ?1 AND key >= ?2 AND key < ?3",
-            params![store.id, OBJECT_PREFIX, prefix_end(OBJECT_PREFIX)],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            self.object_id_sql()
+        );
+        let counts = self.query_opt(
+            &sql,
+            args![store.id, OBJECT_PREFIX, prefix_end(OBJECT_PREFIX)],
+            |row| Ok((row.at(0)?, row.at(1)?)),
         )?;
-        Ok(counts)
+        Ok(counts.unwrap_or_default())
     }
 
     /// Objects per STIX type (distinct ids, not versions).
     pub fn type_counts(&self, store: &StoreRef) -> Result<BTreeMap<String, u64>> {
-        let mut statement = self.conn.prepare_cached(
-            "SELECT substr(key, 8, instr(key, '--') - 8),
-                    COUNT(DISTINCT substr(key, 8, instr(substr(key, 8), '/') - 1))
+        let sql = format!(
+            "SELECT substr(key, 8, {} - 8), COUNT(DISTINCT {})
              FROM entries WHERE store_id = ?1 AND key >= ?2 AND key < ?3 GROUP BY 1",
+            self.strpos("key", "'--'"),
+            self.object_id_sql()
+        );
+        let counts = self.query_all(
+            &sql,
+            args![store.id, OBJECT_PREFIX, prefix_end(OBJECT_PREFIX)],
+            |row| Ok((row.at(0)?, row.at(1)?)),
         )?;
-        let counts = statement
-            .query_map(
-                params![store.id, OBJECT_PREFIX, prefix_end(OBJECT_PREFIX)],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(counts)
+        Ok(counts.into_iter().collect())
     }
 
     /// Object versions with keys from `from` (included) to `to` (not), in
@@ -202,17 +208,12 @@ impl Database {
         to: &str,
         mut f: impl FnMut(VersionRow) -> Result<bool>,
     ) -> Result<()> {
-        let mut statement = self.conn.prepare_cached(
+        self.query_each(
             "SELECT seq, key, value, added_at FROM entries
              WHERE store_id = ?1 AND key >= ?2 AND key < ?3 ORDER BY key",
-        )?;
-        let mut rows = statement.query(params![store.id, from, to])?;
-        while let Some(row) = rows.next()? {
-            if !f(VersionRow::from_row(row)?)? {
-                break;
-            }
-        }
-        Ok(())
+            args![store.id, from, to],
+            |row| f(VersionRow::from_row(row)?),
+        )
     }
 
     /// Entries whose key starts with `prefix`, in key order.
@@ -222,69 +223,96 @@ impl Database {
         prefix: &str,
         mut f: impl FnMut(&str, &[u8]) -> Result<bool>,
     ) -> Result<()> {
-        let mut statement = self.conn.prepare_cached(
+        self.query_each(
             "SELECT key, value FROM entries
              WHERE store_id = ?1 AND key >= ?2 AND key < ?3 ORDER BY key",
-        )?;
-        let mut rows = statement.query(params![store.id, prefix, prefix_end(prefix)])?;
-        while let Some(row) = rows.next()? {
-            let key = row.get_ref(0)?.as_str()?;
-            let value = row.get_ref(1)?.as_bytes()?;
-            if !f(key, value)? {
-                break;
-            }
-        }
-        Ok(())
+            args![store.id, prefix, prefix_end(prefix)],
+            |row| {
+                let key: String = row.at(0)?;
+                let value: Vec<u8> = row.at(1)?;
+                f(&key, &value)
+            },
+        )
     }
 
     /// One entry's value.
     pub fn get_entry(&self, store_id: i64, key: &str) -> Result<Option<Vec<u8>>> {
-        let mut statement = self
-            .conn
-            .prepare_cached("SELECT value FROM entries WHERE store_id = ?1 AND key = ?2")?;
-        Ok(statement
-            .query_row(params![store_id, key], |row| row.get(0))
-            .optional()?)
+        self.query_opt(
+            "SELECT value FROM entries WHERE store_id = ?1 AND key = ?2",
+            args![store_id, key],
+            |row| row.at(0),
+        )
     }
 
     /// Whether an entry exists.
     pub fn entry_exists(&self, store_id: i64, key: &str) -> Result<bool> {
-        let mut statement = self
-            .conn
-            .prepare_cached("SELECT 1 FROM entries WHERE store_id = ?1 AND key = ?2")?;
-        Ok(statement.exists(params![store_id, key])?)
+        Ok(self
+            .query_opt(
+                "SELECT 1 FROM entries WHERE store_id = ?1 AND key = ?2",
+                args![store_id, key],
+                |_| Ok(()),
+            )?
+            .is_some())
     }
 
     /// Writes entries in one transaction: all of them or none. A key that
-    /// exists keeps its place in the insertion order.
+    /// exists keeps its place in the insertion order. With a fence (a run
+    /// under a lease, see [`crate::lease`]), the transaction first checks
+    /// that the lease is still held, and writes nothing if it is not.
     pub fn set_entries(&mut self, store_id: i64, entries: &[(String, Vec<u8>)]) -> Result<()> {
+        self.set_entries_fenced(store_id, entries, None)
+    }
+
+    /// [`Database::set_entries`], checking `fence` in the same transaction.
+    pub fn set_entries_fenced(
+        &mut self,
+        store_id: i64,
+        entries: &[(String, Vec<u8>)],
+        fence: Option<&Fence>,
+    ) -> Result<()> {
         let now = crate::now_rfc3339();
-        let tx = self.conn.transaction()?;
-        {
-            let mut statement = tx.prepare_cached(
-                "INSERT INTO entries (store_id, key, value, added_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (store_id, key) DO UPDATE SET value = excluded.value",
-            )?;
-            for (key, value) in entries {
-                statement.execute(params![store_id, key, value, now])?;
+        self.transaction(|| {
+            if let Some(fence) = fence {
+                self.check_fence(fence)?;
             }
-        }
-        tx.commit()?;
-        Ok(())
+            if self.is_postgres() {
+                return self.postgres_upsert_entries(store_id, entries, &now);
+            }
+            for (key, value) in entries {
+                self.execute(
+                    "INSERT INTO entries (store_id, key, value, added_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (store_id, key) DO UPDATE SET value = excluded.value",
+                    args![store_id, key, value, &now],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// Deletes entries in one transaction.
     pub fn delete_entries(&mut self, store_id: i64, keys: &[String]) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut statement =
-                tx.prepare_cached("DELETE FROM entries WHERE store_id = ?1 AND key = ?2")?;
-            for key in keys {
-                statement.execute(params![store_id, key])?;
+        self.delete_entries_fenced(store_id, keys, None)
+    }
+
+    /// [`Database::delete_entries`], checking `fence` in the same transaction.
+    pub fn delete_entries_fenced(
+        &mut self,
+        store_id: i64,
+        keys: &[String],
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.transaction(|| {
+            if let Some(fence) = fence {
+                self.check_fence(fence)?;
             }
-        }
-        tx.commit()?;
-        Ok(())
+            for key in keys {
+                self.execute(
+                    "DELETE FROM entries WHERE store_id = ?1 AND key = ?2",
+                    args![store_id, key],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// Up to `limit` keys after the cursor (a `seq`), and the next cursor.
@@ -294,14 +322,11 @@ impl Database {
         after: Option<u64>,
         limit: u32,
     ) -> Result<(Vec<String>, Option<u64>)> {
-        let mut statement = self.conn.prepare_cached(
+        let rows: Vec<(i64, String)> = self.query_all(
             "SELECT seq, key FROM entries WHERE store_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            args![store_id, after.unwrap_or(0), limit],
+            |row| Ok((row.at(0)?, row.at(1)?)),
         )?;
-        let rows: Vec<(i64, String)> = statement
-            .query_map(params![store_id, after.unwrap_or(0), limit], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
         let next = (rows.len() == limit as usize)
             .then(|| rows.last().map(|(seq, _)| *seq as u64))
             .flatten();
@@ -312,6 +337,7 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::testing::each_backend;
 
     #[test]
     fn prefix_end_bounds_exactly_the_prefix() {
@@ -323,46 +349,150 @@ mod tests {
 
     #[test]
     fn entries_are_written_all_or_nothing_and_read_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut db = Database::open(dir.path()).unwrap();
-        let store = db.ensure_store("default", "intel", "taxii-feed").unwrap();
-        let entries = vec![
-            ("object/a/1".to_string(), b"{}".to_vec()),
-            ("state/cursor".to_string(), b"t1".to_vec()),
-        ];
-        db.set_entries(store.id, &entries).unwrap();
-        assert!(db.entry_exists(store.id, "object/a/1").unwrap());
-        assert_eq!(
-            db.get_entry(store.id, "state/cursor").unwrap(),
-            Some(b"t1".to_vec())
-        );
+        each_backend(|backend| {
+            let mut db = backend.open();
+            let store = db.ensure_store("default", "intel", "taxii-feed").unwrap();
+            let entries = vec![
+                ("object/a/1".to_string(), b"{}".to_vec()),
+                ("state/cursor".to_string(), b"t1".to_vec()),
+            ];
+            db.set_entries(store.id, &entries).unwrap();
+            assert!(db.entry_exists(store.id, "object/a/1").unwrap());
+            assert_eq!(
+                db.get_entry(store.id, "state/cursor").unwrap(),
+                Some(b"t1".to_vec())
+            );
 
-        db.set_entries(store.id, &[("state/cursor".into(), b"t2".to_vec())])
-            .unwrap();
-        let (keys, next) = db.list_keys(store.id, None, 10).unwrap();
-        assert_eq!(
-            keys,
-            ["object/a/1", "state/cursor"],
-            "an update keeps its place"
-        );
-        assert_eq!(next, None);
-        assert_eq!(db.object_counts(&store).unwrap(), (1, 1));
+            db.set_entries(store.id, &[("state/cursor".into(), b"t2".to_vec())])
+                .unwrap();
+            let (keys, next) = db.list_keys(store.id, None, 10).unwrap();
+            assert_eq!(
+                keys,
+                ["object/a/1", "state/cursor"],
+                "an update keeps its place"
+            );
+            assert_eq!(next, None);
+            assert_eq!(db.object_counts(&store).unwrap(), (1, 1));
 
-        let other = db.ensure_store("default", "other", "taxii-feed").unwrap();
-        assert!(!db.entry_exists(other.id, "object/a/1").unwrap());
+            let other = db.ensure_store("default", "other", "taxii-feed").unwrap();
+            assert!(!db.entry_exists(other.id, "object/a/1").unwrap());
+            assert_eq!(db.ensure_store("default", "intel", "x").unwrap(), store);
+            assert_eq!(db.store_names("default").unwrap(), ["intel", "other"]);
+            assert_eq!(db.tenants().unwrap(), ["default"]);
+        });
     }
 
     #[test]
     fn a_failed_batch_leaves_nothing_behind() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut db = Database::open(dir.path()).unwrap();
-        let missing_store = 999;
-        let entries = vec![("object/a/1".to_string(), b"{}".to_vec())];
-        assert!(db.set_entries(missing_store, &entries).is_err());
-        let count: i64 = db
-            .conn
-            .query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))
+        each_backend(|backend| {
+            let mut db = backend.open();
+            let missing_store = 999;
+            let entries = vec![("object/a/1".to_string(), b"{}".to_vec())];
+            assert!(db.set_entries(missing_store, &entries).is_err());
+            let count: Option<i64> = db
+                .query_opt("SELECT COUNT(*) FROM entries", args![], |r| r.at(0))
+                .unwrap();
+            assert_eq!(count, Some(0), "{}", backend.name);
+        });
+    }
+
+    /// `set-many` is one transaction: a batch that fails at its third
+    /// entry leaves none of them, and the store as it was.
+    #[test]
+    fn a_batch_failing_midway_writes_none_of_it() {
+        each_backend(|backend| {
+            let mut db = backend.open();
+            let store = db.ensure_store("default", "intel", "taxii-feed").unwrap();
+            db.set_entries(store.id, &[("state/cursor".into(), b"t1".to_vec())])
+                .unwrap();
+            // A trigger that refuses one key, as a full disk or a lost
+            // connection would refuse a write in the middle of a batch.
+            let refuse = if db.is_postgres() {
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+                     $$ BEGIN RAISE EXCEPTION 'refused'; END $$;
+                 CREATE TRIGGER refuse BEFORE INSERT ON entries FOR EACH ROW
+                     WHEN (NEW.key = 'object/poison/1') EXECUTE FUNCTION refuse()"
+            } else {
+                "CREATE TRIGGER refuse BEFORE INSERT ON entries
+                     WHEN NEW.key = 'object/poison/1' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            };
+            db.execute_batch(refuse).unwrap();
+            let batch = vec![
+                ("object/a/1".to_string(), b"{}".to_vec()),
+                ("state/cursor".to_string(), b"t2".to_vec()),
+                ("object/poison/1".to_string(), b"{}".to_vec()),
+                ("object/b/1".to_string(), b"{}".to_vec()),
+            ];
+            let error = db.set_entries(store.id, &batch).unwrap_err();
+            assert!(format!("{error:#}").contains("refused"), "{error:#}");
+            let (keys, _) = db.list_keys(store.id, None, 10).unwrap();
+            assert_eq!(keys, ["state/cursor"], "{}", backend.name);
+            assert_eq!(
+                db.get_entry(store.id, "state/cursor").unwrap(),
+                Some(b"t1".to_vec())
+            );
+            // The connection is usable after the failed transaction.
+            db.set_entries(store.id, &batch[..2]).unwrap();
+            assert_eq!(db.object_counts(&store).unwrap(), (1, 1));
+        });
+    }
+
+    #[test]
+    fn reads_keys_in_byte_order_and_counts_objects_by_type() {
+        each_backend(|backend| {
+            let mut db = backend.open();
+            let store = db.ensure_store("default", "intel", "taxii-feed").unwrap();
+            let keys = [
+                "object/indicator--1/2024-01-01T00:00:00.000Z",
+                "object/indicator--1/2024-02-01T00:00:00.000Z",
+                "object/indicator--2/2024-01-01T00:00:00.000Z",
+                "object/attack-pattern--1/2024-01-01T00:00:00.000Z",
+                "object/Zeta--1/1",
+                "quarantine/x",
+                "state/cursor",
+            ];
+            let entries: Vec<_> = keys
+                .iter()
+                .map(|k| (k.to_string(), k.as_bytes().to_vec()))
+                .collect();
+            db.set_entries(store.id, &entries).unwrap();
+            assert_eq!(
+                db.object_counts(&store).unwrap(),
+                (4, 5),
+                "{}",
+                backend.name
+            );
+            let types = db.type_counts(&store).unwrap();
+            assert_eq!(
+                types.into_iter().collect::<Vec<_>>(),
+                [
+                    ("Zeta".to_string(), 1),
+                    ("attack-pattern".to_string(), 1),
+                    ("indicator".to_string(), 2)
+                ]
+            );
+            let mut seen = Vec::new();
+            db.for_each_version(&store, OBJECT_PREFIX, &prefix_end(OBJECT_PREFIX), |row| {
+                assert_eq!(row.value, row.key.as_bytes());
+                seen.push(row.key);
+                Ok(seen.len() < 4)
+            })
             .unwrap();
-        assert_eq!(count, 0);
+            // Byte order: upper case before lower case, whatever the locale.
+            assert_eq!(seen, [keys[4], keys[3], keys[0], keys[1]]);
+            let mut quarantined = Vec::new();
+            db.for_each_entry(&store, QUARANTINE_PREFIX, |key, _| {
+                quarantined.push(key.to_string());
+                Ok(true)
+            })
+            .unwrap();
+            assert_eq!(quarantined, ["quarantine/x"]);
+            db.delete_entries(store.id, &["quarantine/x".into(), "state/cursor".into()])
+                .unwrap();
+            let (left, next) = db.list_keys(store.id, None, 2).unwrap();
+            assert_eq!(left, keys[..2]);
+            let (rest, _) = db.list_keys(store.id, next, 10).unwrap();
+            assert_eq!(rest, keys[2..5]);
+        });
     }
 }

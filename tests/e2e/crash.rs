@@ -23,7 +23,7 @@ use taxii_feed_tests::snapshot::{StoreSnapshot, manifest};
 const KILLS: u32 = 20;
 /// Rounds at most (a round whose import ends before its kill point does
 /// not count as a kill).
-const MAX_ROUNDS: u32 = 60;
+const MAX_ROUNDS: u32 = 150;
 /// The seed used unless `TAXII_CRASH_SEED` says otherwise.
 const DEFAULT_SEED: u64 = 0x7a11_2026;
 /// The collection: generated objects, and how many a page holds. medallion
@@ -99,7 +99,8 @@ fn sigkill_at_random_points_never_loses_doubles_or_runs_ahead() {
             break;
         }
         let point = KillPoint::draw(&mut rng);
-        let killed = import_and_kill_at(&host, point);
+        let before = last_run_id(&host);
+        let killed = import_and_kill_at(&host, point) && killed_mid_run(&host, before);
         let snapshot = StoreSnapshot::read(host.data_dir.path(), "feed").unwrap();
         if let Err(e) = snapshot.check_consistent(&manifest) {
             panic!("round {round} (seed {seed}, kill {point:?}): {e:#}");
@@ -149,6 +150,31 @@ fn sigkill_at_random_points_never_loses_doubles_or_runs_ahead() {
         interrupted >= KILLS as usize,
         "{interrupted} runs are recorded as interrupted"
     );
+}
+
+/// The id of the last run in the history (0 if none).
+fn last_run_id(host: &Host) -> i64 {
+    let db = rusqlite::Connection::open(host.data_dir.path().join("taxii-host.db"))
+        .expect("cannot open the database");
+    db.query_row("SELECT COALESCE(MAX(id), 0) FROM runs", [], |row| {
+        row.get(0)
+    })
+    .unwrap_or(0)
+}
+
+/// Whether the kill cut a run short: the import started a run after
+/// `before` and had not recorded its end. A kill that lands after the run
+/// recorded its end (the process was exiting) or before it began is not
+/// a kill at a random point of an import.
+fn killed_mid_run(host: &Host, before: i64) -> bool {
+    let db = rusqlite::Connection::open(host.data_dir.path().join("taxii-host.db"))
+        .expect("cannot open the database");
+    db.query_row(
+        "SELECT status FROM runs WHERE id > ?1 ORDER BY id DESC LIMIT 1",
+        [before],
+        |row| row.get::<_, String>(0),
+    )
+    .is_ok_and(|status| status == "running")
 }
 
 /// Starts `import feed` and kills it (SIGKILL) at `point`, which it finds

@@ -15,6 +15,7 @@ pub mod host;
 pub mod http_server;
 pub mod medallion;
 pub mod pki;
+pub mod postgres;
 pub mod proxied;
 pub mod python;
 pub mod scenario;
@@ -39,6 +40,27 @@ pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// Runs `scripts/{name}` with `args` and returns the last line it printed
+/// on stdout (the path or URL it provides); panics with what it printed on
+/// stderr when it fails.
+pub fn project_script(name: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(repo_root().join("scripts").join(name))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scripts/{name}: {e}"));
+    assert!(
+        output.status.success(),
+        "scripts/{name} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("scripts/{name} printed nothing"))
+        .trim()
+        .to_string()
 }
 
 /// Writes a file only its owner can read, as secrets must be.

@@ -12,23 +12,8 @@ use crate::{repo_root, target_dir};
 /// The virtualenv's `bin/` directory, set up on first use.
 pub fn venv_bin() -> PathBuf {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
-    VENV.get_or_init(|| {
-        let output = Command::new(repo_root().join("scripts/setup-python"))
-            .output()
-            .expect("cannot run scripts/setup-python");
-        assert!(
-            output.status.success(),
-            "scripts/setup-python failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let venv = stdout
-            .lines()
-            .last()
-            .expect("setup-python prints the venv path");
-        PathBuf::from(venv.trim()).join("bin")
-    })
-    .clone()
+    VENV.get_or_init(|| PathBuf::from(crate::project_script("setup-python", &[])).join("bin"))
+        .clone()
 }
 
 /// A command for one of the virtualenv's programs.

@@ -11,28 +11,11 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 
-use crate::repo_root;
-
 /// The `wasmtime` binary, installed on first use.
 pub fn wasmtime_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY
-        .get_or_init(|| {
-            let output = Command::new(repo_root().join("scripts/wasmtime-cli"))
-                .output()
-                .expect("cannot run scripts/wasmtime-cli");
-            assert!(
-                output.status.success(),
-                "scripts/wasmtime-cli could not provide the stock wasmtime command:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            let path = stdout
-                .lines()
-                .last()
-                .expect("scripts/wasmtime-cli prints the binary's path");
-            PathBuf::from(path.trim())
-        })
+        .get_or_init(|| PathBuf::from(crate::project_script("wasmtime-cli", &[])))
         .clone()
 }
 

@@ -291,7 +291,7 @@ impl Session {
             }
         };
         let config = ServeConfig {
-            data_dir: self.data_dir.clone(),
+            location: self.location.clone(),
             listen: args.listen,
             user: args.user,
             password: source.read(&self.runner.secrets_file)?,

@@ -44,6 +44,24 @@ pub(super) fn stopped(abandoned: bool) -> RunFailure {
     }
 }
 
+/// A run stopped because its host lost the feed's lease on a shared store.
+pub(super) fn lease_lost(feed: &Feed, ttl: std::time::Duration) -> RunFailure {
+    RunFailure {
+        kind: "lease-lost".into(),
+        message: format!(
+            "this host lost the lease of feed {}: it could not renew it within {} (the \
+             database was unreachable or this host stalled), so another host may run the \
+             feed; the run stopped, keeping the pages it committed",
+            feed.name,
+            humantime::format_duration(ttl)
+        ),
+        fix: "nothing if it is rare: the next run resumes from the stored cursor; if it \
+              recurs, check the connection to the PostgreSQL store or raise --lease-ttl"
+            .into(),
+        retry_after_seconds: None,
+    }
+}
+
 /// A run stopped by one of its limits.
 pub(super) fn limit(feed: &Feed, hit: LimitHit) -> RunFailure {
     let own_deadline = feed.deadline_secs.map(Duration::from_secs);

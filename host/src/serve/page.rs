@@ -14,11 +14,9 @@
 //! alone fills the page.
 
 use anyhow::{Context, Result};
-use rusqlite::params_from_iter;
-use rusqlite::types::Value as SqlValue;
 use serde::Deserialize;
 
-use crate::db::Database;
+use crate::db::{Database, Value};
 use crate::query::VersionMatch;
 use crate::store::{OBJECT_PREFIX, StoreRef, VersionRow, prefix_end};
 
@@ -110,23 +108,24 @@ type Visit<'a> = dyn FnMut(VersionRow, Option<String>, Option<String>) -> Result
 fn scan(db: &Database, store: &StoreRef, query: &PageQuery, visit: &mut Visit<'_>) -> Result<()> {
     // The versions of the row's object run from `object/{id}/` to
     // `object/{id}0`: its first and last versions are one index seek each.
-    const GROUP: &str = "substr(e.key, 1, 7 + instr(substr(e.key, 8), '/'))";
-    const GROUP_END: &str = "substr(e.key, 1, 6 + instr(substr(e.key, 8), '/')) || '0'";
+    let slash = db.strpos("substr(e.key, 8)", "'/'");
+    let group = format!("substr(e.key, 1, 7 + {slash})");
+    let group_end = format!("substr(e.key, 1, 6 + {slash}) || '0'");
     let neighbours = if query.versions.is_all() {
         ", NULL, NULL".to_string()
     } else {
         let bound = |order: &str| {
             format!(
                 "(SELECT k.key FROM entries k WHERE k.store_id = e.store_id AND k.key >= \
-                 {GROUP} AND k.key < {GROUP_END} ORDER BY k.key {order} LIMIT 1)"
+                 {group} AND k.key < {group_end} ORDER BY k.key {order} LIMIT 1)"
             )
         };
         format!(", {}, {}", bound("ASC"), bound("DESC"))
     };
-    let mut args: Vec<SqlValue> = vec![
+    let mut args: Vec<Value> = vec![
         store.id.into(),
         query.after_seq.into(),
-        OBJECT_PREFIX.to_string().into(),
+        OBJECT_PREFIX.into(),
         prefix_end(OBJECT_PREFIX).into(),
     ];
     let mut filter = String::new();
@@ -135,9 +134,14 @@ fn scan(db: &Database, store: &StoreRef, query: &PageQuery, visit: &mut Visit<'_
         filter.push_str(&format!(" AND e.added_at > ?{}", args.len()));
     }
     // With ids, the key index finds their few versions; without, the
-    // (store, seq) index walks the store in commit order.
+    // (store, seq) index walks the store in commit order (PostgreSQL's
+    // planner takes no hint; it picks that index by itself).
     let index = if query.ids.is_empty() {
-        "INDEXED BY entries_by_store_seq"
+        if db.is_postgres() {
+            ""
+        } else {
+            "INDEXED BY entries_by_store_seq"
+        }
     } else {
         let mut ranges = Vec::new();
         for id in &query.ids {
@@ -159,20 +163,16 @@ fn scan(db: &Database, store: &StoreRef, query: &PageQuery, visit: &mut Visit<'_
          WHERE e.store_id = ?1 AND e.seq > ?2 AND e.key >= ?3 AND e.key < ?4{filter}
          ORDER BY e.seq"
     );
-    let mut statement = db.conn.prepare(&sql).context("cannot read the store")?;
-    let mut rows = statement.query(params_from_iter(args))?;
-    while let Some(row) = rows.next()? {
+    db.query_each(&sql, &args, |row| {
         let version = VersionRow {
-            seq: row.get(0)?,
-            key: row.get(1)?,
-            value: row.get_ref(2)?.as_bytes()?.to_vec(),
-            added_at: row.get(3)?,
+            seq: row.at(0)?,
+            key: row.at(1)?,
+            value: row.at(2)?,
+            added_at: row.at(3)?,
         };
-        if !visit(version, row.get(4)?, row.get(5)?)? {
-            break;
-        }
-    }
-    Ok(())
+        visit(version, row.at(4)?, row.at(5)?)
+    })
+    .context("cannot read the store")
 }
 
 /// Whether a version passes the type, version and spec version matches.

@@ -1,10 +1,10 @@
 use super::*;
+use crate::db::testing::{Backend, each_backend};
 
 /// A store whose commits are given as (added_at, keys); values are
 /// `{"id": ..., "spec_version": ...}`.
-fn store(commits: &[(&str, &[&str])]) -> (tempfile::TempDir, Database, StoreRef) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut db = Database::open(dir.path()).unwrap();
+fn store(backend: &Backend, commits: &[(&str, &[&str])]) -> (Database, StoreRef) {
+    let mut db = backend.open();
     let store = db.ensure_store("default", "s", "taxii-feed").unwrap();
     for (added_at, keys) in commits {
         let entries: Vec<_> = keys
@@ -17,14 +17,13 @@ fn store(commits: &[(&str, &[&str])]) -> (tempfile::TempDir, Database, StoreRef)
             })
             .collect();
         db.set_entries(store.id, &entries).unwrap();
-        db.conn
-            .execute(
-                "UPDATE entries SET added_at = ?1 WHERE added_at > ?1",
-                [added_at],
-            )
-            .unwrap();
+        db.execute(
+            "UPDATE entries SET added_at = ?1 WHERE added_at > ?1",
+            crate::args![*added_at],
+        )
+        .unwrap();
     }
-    (dir, db, store)
+    (db, store)
 }
 
 const T1: &str = "2024-01-01T00:00:00.000001Z";
@@ -63,108 +62,130 @@ fn pages(db: &Database, store: &StoreRef, query: &PageQuery) -> Vec<Vec<String>>
 
 #[test]
 fn pages_follow_commit_order_and_next_is_exact_inside_a_commit() {
-    let (_dir, db, store) = store(&[
-        (T1, &["z--1/1", "a--1/1", "m--1/1", "b--1/1", "c--1/1"]),
-        (T2, &["a--1/2"]),
-    ]);
-    let got = pages(&db, &store, &all_versions(2));
-    assert_eq!(
-        got,
-        [
-            vec!["z--1/1", "a--1/1"],
-            vec!["m--1/1", "b--1/1"],
-            vec!["c--1/1", "a--1/2"],
-        ]
-    );
+    each_backend(|backend| {
+        let (db, store) = store(
+            backend,
+            &[
+                (T1, &["z--1/1", "a--1/1", "m--1/1", "b--1/1", "c--1/1"]),
+                (T2, &["a--1/2"]),
+            ],
+        );
+        let got = pages(&db, &store, &all_versions(2));
+        assert_eq!(
+            got,
+            [
+                vec!["z--1/1", "a--1/1"],
+                vec!["m--1/1", "b--1/1"],
+                vec!["c--1/1", "a--1/2"],
+            ]
+        );
+    });
 }
 
 #[test]
 fn a_page_ends_before_a_commit_it_would_cut() {
-    let (_dir, db, store) = store(&[
-        (T1, &["a--1/1", "a--2/1"]),
-        (T2, &["a--3/1", "a--4/1", "a--5/1"]),
-        (T3, &["a--6/1"]),
-    ]);
-    let got = pages(&db, &store, &all_versions(4));
-    assert_eq!(
-        got,
-        [
-            vec!["a--1/1", "a--2/1"],
-            vec!["a--3/1", "a--4/1", "a--5/1", "a--6/1"],
-        ]
-    );
-    let page = read_page(&db, &store, &all_versions(4)).unwrap();
-    assert_eq!(
-        page.rows.last().unwrap().added_at,
-        T1,
-        "Date-Added-Last is a safe resume point"
-    );
+    each_backend(|backend| {
+        let (db, store) = store(
+            backend,
+            &[
+                (T1, &["a--1/1", "a--2/1"]),
+                (T2, &["a--3/1", "a--4/1", "a--5/1"]),
+                (T3, &["a--6/1"]),
+            ],
+        );
+        let got = pages(&db, &store, &all_versions(4));
+        assert_eq!(
+            got,
+            [
+                vec!["a--1/1", "a--2/1"],
+                vec!["a--3/1", "a--4/1", "a--5/1", "a--6/1"],
+            ]
+        );
+        let page = read_page(&db, &store, &all_versions(4)).unwrap();
+        assert_eq!(
+            page.rows.last().unwrap().added_at,
+            T1,
+            "Date-Added-Last is a safe resume point"
+        );
+    });
 }
 
 #[test]
 fn added_after_keeps_what_was_committed_strictly_later() {
-    let (_dir, db, store) = store(&[(T1, &["a--1/1"]), (T2, &["a--2/1", "a--3/1"])]);
-    let mut query = all_versions(10);
-    query.added_after = Some(T1.into());
-    assert_eq!(
-        keys(&read_page(&db, &store, &query).unwrap()),
-        ["a--2/1", "a--3/1"]
-    );
-    query.added_after = Some(T2.into());
-    assert!(read_page(&db, &store, &query).unwrap().rows.is_empty());
+    each_backend(|backend| {
+        let (db, store) = store(backend, &[(T1, &["a--1/1"]), (T2, &["a--2/1", "a--3/1"])]);
+        let mut query = all_versions(10);
+        query.added_after = Some(T1.into());
+        assert_eq!(
+            keys(&read_page(&db, &store, &query).unwrap()),
+            ["a--2/1", "a--3/1"]
+        );
+        query.added_after = Some(T2.into());
+        assert!(read_page(&db, &store, &query).unwrap().rows.is_empty());
+    });
 }
 
 #[test]
 fn version_match_picks_by_version_not_by_commit() {
-    // The older version of a--1 was committed last.
-    let (_dir, db, store) = store(&[
-        (T1, &["a--1/2024", "b--1/2020"]),
-        (T2, &["a--1/2023", "b--1/2021"]),
-    ]);
-    let page = |versions: &str| {
-        let query = PageQuery {
-            versions: VersionMatch::parse(versions).unwrap(),
-            limit: 10,
-            ..PageQuery::default()
+    each_backend(|backend| {
+        // The older version of a--1 was committed last.
+        let (db, store) = store(
+            backend,
+            &[
+                (T1, &["a--1/2024", "b--1/2020"]),
+                (T2, &["a--1/2023", "b--1/2021"]),
+            ],
+        );
+        let page = |versions: &str| {
+            let query = PageQuery {
+                versions: VersionMatch::parse(versions).unwrap(),
+                limit: 10,
+                ..PageQuery::default()
+            };
+            keys(&read_page(&db, &store, &query).unwrap())
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
         };
-        keys(&read_page(&db, &store, &query).unwrap())
-            .iter()
-            .map(|k| k.to_string())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(page("last"), ["a--1/2024", "b--1/2021"]);
-    assert_eq!(page("first"), ["b--1/2020", "a--1/2023"]);
-    assert_eq!(page("first,last").len(), 4);
+        assert_eq!(page("last"), ["a--1/2024", "b--1/2021"]);
+        assert_eq!(page("first"), ["b--1/2020", "a--1/2023"]);
+        assert_eq!(page("first,last").len(), 4);
+    });
 }
 
 #[test]
 fn matches_ids_types_and_spec_versions() {
-    let (_dir, db, store) = store(&[(
-        T1,
-        &[
-            "indicator--1/1",
-            "malware--1/1",
-            "indicator--2/1",
-            "old--1/1",
-        ],
-    )]);
-    let read = |query: PageQuery| keys(&read_page(&db, &store, &query).unwrap()).len();
-    let base = all_versions(10);
-    let types = PageQuery {
-        types: vec!["indicator".into()],
-        ..base.clone()
-    };
-    assert_eq!(read(types), 2);
-    let ids = PageQuery {
-        ids: vec!["malware--1".into(), "indicator--2".into()],
-        ..base.clone()
-    };
-    assert_eq!(read(ids), 2);
-    let spec = PageQuery {
-        spec_versions: vec!["2.0".into()],
-        ..base.clone()
-    };
-    assert_eq!(read(spec), 1);
-    assert!(has_object(&db, &store, "malware--1").unwrap());
-    assert!(!has_object(&db, &store, "malware--2").unwrap());
+    each_backend(|backend| {
+        let (db, store) = store(
+            backend,
+            &[(
+                T1,
+                &[
+                    "indicator--1/1",
+                    "malware--1/1",
+                    "indicator--2/1",
+                    "old--1/1",
+                ],
+            )],
+        );
+        let read = |query: PageQuery| keys(&read_page(&db, &store, &query).unwrap()).len();
+        let base = all_versions(10);
+        let types = PageQuery {
+            types: vec!["indicator".into()],
+            ..base.clone()
+        };
+        assert_eq!(read(types), 2);
+        let ids = PageQuery {
+            ids: vec!["malware--1".into(), "indicator--2".into()],
+            ..base.clone()
+        };
+        assert_eq!(read(ids), 2);
+        let spec = PageQuery {
+            spec_versions: vec!["2.0".into()],
+            ..base.clone()
+        };
+        assert_eq!(read(spec), 1);
+        assert!(has_object(&db, &store, "malware--1").unwrap());
+        assert!(!has_object(&db, &store, "malware--2").unwrap());
+    });
 }
