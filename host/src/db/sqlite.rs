@@ -12,6 +12,13 @@ pub const DB_FILE: &str = "taxii-host.db";
 /// How long a writer waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// SQLite's page cache per connection, in KiB (32 MiB): bounded, whatever
+/// the size of the store.
+const CACHE_KIB: i64 = 32 * 1024;
+
+/// WAL pages (4 KiB each) between automatic checkpoints: 64 MiB.
+const WAL_CHECKPOINT_PAGES: i64 = 16 * 1024;
+
 /// The schema, as the steps that built it. `PRAGMA user_version` holds how
 /// many have been applied; a new column or table is a new step at the end,
 /// never an edit of an old one.
@@ -131,6 +138,15 @@ pub(super) fn open(data_dir: &Path) -> Result<Connection> {
     // power loss may lose the last transactions but never corrupts.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // A page of 1,000 objects inserts 1,000 keys spread over the key index
+    // (ids are random): with SQLite's default 2 MiB cache nearly each one
+    // reads its B-tree page back from the kernel. A bounded cache of its
+    // own keeps a large store's index pages at hand; negative means KiB.
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    // Checkpoints (the WAL copied into the database, with an fsync) every
+    // 64 MiB of WAL rather than every 4 MiB: far fewer fsyncs per import,
+    // and a WAL that stays bounded.
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
     migrate(&mut conn).with_context(|| format!("cannot set up the database {}", path.display()))?;
     Ok(conn)
 }
