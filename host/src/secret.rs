@@ -102,6 +102,16 @@ impl SecretSource {
         if value.is_empty() {
             bail!("the secret from {self} is empty");
         }
+        // It travels in an HTTP header, where a control character would
+        // make the request fail or the header vanish: refuse it here, by
+        // position, never quoting the value.
+        if let Some(at) = value.chars().position(|c| c.is_control() && c != '\t') {
+            bail!(
+                "the secret from {self} has a control character at position {}: a secret \
+                 must be one line of printable text; write it again without it",
+                at + 1
+            );
+        }
         Ok(Secret(value))
     }
 }
@@ -129,6 +139,20 @@ impl<'de> Deserialize<'de> for SecretSource {
     }
 }
 
+/// A parse error of the secrets file that names the file and the place,
+/// and quotes nothing of it.
+fn secrets_file_error(path: &Path, error: &dotenvy::Error) -> anyhow::Error {
+    let place = match error {
+        dotenvy::Error::LineParse(_, index) => format!(" near byte {index} of its lines"),
+        _ => String::new(),
+    };
+    anyhow::anyhow!(
+        "{} is not KEY=value lines{place}: check its quoting (a value with spaces or quotes \
+         needs 'single quotes'); the line is not shown, since it may hold a secret",
+        path.display()
+    )
+}
+
 fn read_secrets_file(path: &Path, key: &str) -> Result<String> {
     check_private_file(path)?;
     let entries = dotenvy::from_path_iter(path).with_context(|| {
@@ -139,9 +163,10 @@ fn read_secrets_file(path: &Path, key: &str) -> Result<String> {
         )
     })?;
     for entry in entries {
-        // The parser's error says where, never what: no value is quoted.
-        let (name, value) =
-            entry.with_context(|| format!("{} is not KEY=value lines", path.display()))?;
+        // The parser's own error quotes the offending line, which may hold
+        // a secret (or, after an unclosed quote, the next line's): say
+        // where, never what.
+        let (name, value) = entry.map_err(|e| secrets_file_error(path, &e))?;
         if name == key {
             return Ok(value);
         }
@@ -234,6 +259,40 @@ mod tests {
             .read(&file)
             .unwrap_err();
         assert!(missing.to_string().contains("no key other"), "{missing}");
+    }
+
+    #[test]
+    fn a_malformed_secrets_file_is_placed_never_quoted() {
+        let dir = tempfile::tempdir().unwrap();
+        // An unclosed quote runs into the next line, which holds a secret.
+        let file = private_file(
+            dir.path(),
+            "secrets.env",
+            "other='abc\"def\\' leaked-value\nacme=real-secret\nplain typo-secret\n",
+        );
+        let error = SecretSource::Stored("acme".into()).read(&file).unwrap_err();
+        let message = format!("{error:#} {error:?}");
+        assert!(message.contains("secrets.env"), "{message}");
+        assert!(message.contains("not KEY=value"), "{message}");
+        for secret in ["leaked-value", "real-secret", "typo-secret"] {
+            assert!(!message.contains(secret), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_secret_with_a_control_character_is_refused_without_quoting_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = private_file(dir.path(), "token", "tokA\u{1}tokB\n");
+        let error = SecretSource::File(path).read(Path::new("/x")).unwrap_err();
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("control character at position 5"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("tokA") && !message.contains("tokB"),
+            "{message}"
+        );
     }
 
     #[test]
