@@ -136,6 +136,18 @@ fn the_store_password_stays_off_the_command_line_and_out_of_errors() {
     );
     assert!(!run.stderr.contains(&db.password), "{}", run.stderr);
 
+    // As a `?password=` parameter, which libpq would read: refused too.
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.query_pairs_mut().append_pair("password", &db.password);
+    let run = host.run(["--store", url.as_str(), "config", "list"]);
+    assert!(!run.success, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("--store-password-file"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(&db.password), "{}", run.stderr);
+
     // A wrong password names the fix, and shows neither password.
     let (wrong, file) = host_on(&db, "not-the-password");
     let run = wrong.run(["config", "list", "--store-password-file", &file]);

@@ -157,9 +157,14 @@ impl PostgresTarget {
         })
     }
 
-    /// Whether the URL carries a password of its own.
+    /// Whether the URL carries a password of its own, as `user:password@`
+    /// or as a `?password=` parameter (libpq reads both).
     pub fn has_password_in_url(url: &str) -> bool {
-        Url::parse(url).is_ok_and(|u| u.password().is_some())
+        Url::parse(url).is_ok_and(|u| {
+            u.password().is_some()
+                || u.query_pairs()
+                    .any(|(key, _)| key.eq_ignore_ascii_case("password"))
+        })
     }
 }
 
