@@ -519,9 +519,13 @@ impl Session {
 
     fn import(&self, args: ImportArgs) -> Result<ExitCode> {
         let db = self.db()?;
+        // A feed named twice is imported once: two runs of one feed in one
+        // process would only race for its lock.
+        let mut named = std::collections::HashSet::new();
         let feeds = args
             .names
             .iter()
+            .filter(|name| named.insert(name.as_str()))
             .map(|name| db.require_feed(&self.tenant, name))
             .collect::<Result<Vec<_>>>()?;
         let runner = Arc::new(self.runner()?.with_retry(args.retry.policy()));
@@ -550,15 +554,24 @@ impl Session {
                 .into_iter()
                 .map(|(feed, options)| {
                     let runner = runner.clone();
-                    tokio::spawn(async move { runner.import_with(&feed, options).await })
+                    let name = feed.name.clone();
+                    let run = tokio::spawn(async move { runner.import_with(&feed, options).await });
+                    (name, run)
                 })
                 .collect();
+            // Every feed's report is printed, even when another feed could
+            // not run at all (its lock is held elsewhere, say).
             let mut outcomes = Vec::with_capacity(handles.len());
-            for handle in handles {
-                outcomes.push(handle.await??);
+            let mut refused = Vec::new();
+            for (name, handle) in handles {
+                match handle.await? {
+                    Ok(outcome) => outcomes.push(outcome),
+                    Err(e) => refused.push(e.context(format!("feed {name}"))),
+                }
             }
-            anyhow::Ok(outcomes)
+            anyhow::Ok((outcomes, refused))
         })?;
+        let (outcomes, refused) = outcomes;
         let mut out = std::io::stdout().lock();
         match (args.format, outcomes.as_slice()) {
             (ReportFormat::Json, [one]) => writeln!(out, "{}", serde_json::to_string_pretty(one)?)?,
@@ -575,6 +588,10 @@ impl Session {
                 "error ({}): {}\n  fix: {}",
                 error.kind, error.message, error.fix
             );
+            code = ExitCode::FAILURE;
+        }
+        for error in refused {
+            eprintln!("error: {error:#}");
             code = ExitCode::FAILURE;
         }
         Ok(code)

@@ -177,3 +177,24 @@ fn the_run_history_keeps_counts_quarantine_statuses_and_waits() {
         serde_json::from_str(&setup.host.ok(["retrieve", "list", "--format", "json"])).unwrap();
     assert_eq!(listed[0]["last_status"], "ok");
 }
+
+#[test]
+fn a_feed_named_twice_is_imported_once_and_reported_once() {
+    let setup = ProxiedServer::start(40, 45);
+    setup.add_feed("feed", &["--page-size", "10"]);
+    let run = setup
+        .host
+        .run(["import", "feed", "feed", "--format", "json"]);
+    assert!(run.success, "{run:?}");
+    // One run, so one report (an object, not a list of two).
+    let outcome: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(outcome["status"], "ok", "{outcome:#}");
+    assert_eq!(
+        outcome["report"]["stored"],
+        setup.manifest.len(),
+        "{outcome:#}"
+    );
+    let runs = setup.host.run(["runs", "feed", "--format", "json"]);
+    let runs: Vec<Value> = serde_json::from_str(&runs.stdout).unwrap();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+}
