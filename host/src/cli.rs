@@ -655,8 +655,8 @@ fn write_feed_table(feeds: &[FeedListing], out: &mut impl Write) -> Result<()> {
     table.set_header([
         "FEED",
         "COLLECTION",
-        "USERNAME",
-        "PASSWORD FROM",
+        "CREDENTIALS",
+        "NETWORK",
         "PAGE",
         "TYPES",
         "LIMITS",
