@@ -509,11 +509,26 @@ impl Session {
                 );
             }
         }
-        self.db()?.add_feed(&feed, args.replace)?;
+        let mut db = self.db()?;
+        // A cursor belongs to the collection it was read from: one left by
+        // another collection (the URL changed, or a feed of this name was
+        // removed) would skip everything the new one added before it.
+        let restart = db
+            .feed(&self.tenant, &feed.name)?
+            .is_none_or(|previous| previous.collection_url != feed.collection_url);
+        db.add_feed(&feed, args.replace)?;
         println!(
             "feed {} → store {}: {}",
             feed.name, feed.name, feed.collection_url
         );
+        if restart && db.restart_feed(&self.tenant, &feed.name)? {
+            println!(
+                "store {} has the cursor of an earlier configuration: the next \
+                 import reads {} from its beginning (objects stored stay; versions it \
+                 already has are not stored twice)",
+                feed.name, feed.collection_url
+            );
+        }
         Ok(ExitCode::SUCCESS)
     }
 

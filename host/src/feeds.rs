@@ -22,6 +22,10 @@ pub const DEFAULT_TENANT: &str = "default";
 /// speaks (see `wit/feed.wit`).
 pub const TAXII_VERSION_KEY: &str = "state/taxii-version";
 
+/// Where the built-in plugin keeps the next run's `added_after` cursor
+/// (see `wit/feed.wit`).
+pub const CURSOR_KEY: &str = "state/cursor";
+
 /// Longest feed or tenant name.
 const MAX_NAME_LEN: usize = 64;
 
@@ -311,6 +315,22 @@ impl Database {
             ],
         )?;
         Ok(())
+    }
+
+    /// Forgets where the plugin stopped in the feed's store (its cursor
+    /// and the TAXII version it recorded), so that the next run reads its
+    /// collection from the beginning; the objects stored stay. Returns
+    /// whether there was a cursor.
+    pub fn restart_feed(&mut self, tenant: &str, name: &str) -> Result<bool> {
+        let Some(store) = self.find_store(tenant, name)? else {
+            return Ok(false);
+        };
+        let had_cursor = self.get_entry(store.id, CURSOR_KEY)?.is_some();
+        self.delete_entries(
+            store.id,
+            &[CURSOR_KEY.to_string(), TAXII_VERSION_KEY.to_string()],
+        )?;
+        Ok(had_cursor)
     }
 
     /// One feed by name.

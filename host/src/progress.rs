@@ -13,10 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::feeds::CURSOR_KEY;
 use crate::store::{OBJECT_PREFIX, QUARANTINE_PREFIX};
-
-/// The key the plugin keeps its cursor under (see `wit/feed.wit`).
-const CURSOR_KEY: &str = "state/cursor";
 
 /// The live counters of one run.
 #[derive(Debug)]

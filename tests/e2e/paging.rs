@@ -186,3 +186,78 @@ fn when_the_run_gives_up_the_next_run_resumes_from_the_cursor() {
     assert_eq!(first.param("next"), None);
     assert_eq!(first.param("added_after"), Some(date_added(9).as_str()));
 }
+
+/// A feed pointed at another collection (`config add --replace`) starts
+/// that collection from its beginning: the cursor it had belongs to the old
+/// one, whose objects may all have been added after the new one's.
+#[test]
+fn a_feed_moved_to_another_collection_reads_it_from_the_beginning() {
+    use taxii_feed_tests::fake_taxii::{Collection, FakeTaxii};
+    use taxii_feed_tests::host::Host;
+
+    const OLD: &str = "00000000-0000-4000-8000-00000000000a";
+    const NEW: &str = "00000000-0000-4000-8000-00000000000b";
+    // Both collections get the same `date_added` values, so the old one's
+    // cursor is past every object of the new one.
+    let renamed = |from: &str, to: &str| {
+        indicators(12)
+            .into_iter()
+            .map(|mut object| {
+                let id = object["id"].as_str().unwrap().replacen(from, to, 1);
+                object["id"] = id.into();
+                object
+            })
+            .collect::<Vec<_>>()
+    };
+    let old_objects = indicators(12);
+    let new_objects = renamed("indicator--6e8f4a1c-", "indicator--7e8f4a1c-");
+    let server = FakeTaxii::start(Script {
+        collections: vec![
+            Collection::new(OLD, old_objects.clone()),
+            Collection::new(NEW, new_objects.clone()),
+        ],
+        ..Script::new(Vec::new())
+    });
+    let host = Host::new();
+    let add = |url: &str, extra: &[&str]| {
+        let mut args = vec![
+            "config",
+            "add",
+            "feed",
+            "--collection-url",
+            url,
+            "--allow-private",
+        ];
+        args.extend(extra);
+        host.ok(args)
+    };
+
+    add(&server.collection_url_of(OLD), &[]);
+    assert_eq!(host.import_ok("feed")["stored"], 12);
+
+    let said = add(&server.collection_url_of(NEW), &["--replace"]);
+    assert!(said.contains("from its beginning"), "{said}");
+    let report = host.import_ok("feed");
+    assert_eq!(report["stored"], 12, "{report:#}");
+    assert_eq!(
+        report["previous_cursor"],
+        serde_json::Value::Null,
+        "{report:#}"
+    );
+    let mut expected = ids_of(&old_objects);
+    expected.extend(ids_of(&new_objects));
+    let stored: std::collections::BTreeSet<String> = host
+        .versions("feed")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(stored, expected.into_iter().collect());
+
+    // The same URL again changes nothing: the cursor stays.
+    let said = add(
+        &server.collection_url_of(NEW),
+        &["--replace", "--page-size", "5"],
+    );
+    assert!(!said.contains("from its beginning"), "{said}");
+    assert_eq!(host.import_ok("feed")["received"], 0);
+}
