@@ -20,7 +20,7 @@
 use std::fmt;
 
 use self::tokens::{Kind, Token, tokens};
-use crate::filter::{Filter, Literal, Op};
+use crate::filter::{Filter, Literal, Op, TIMESTAMP_PROPERTIES};
 use crate::query::{Cursor, Include, ObjectQuery, Source, Stage, VersionMatch};
 
 /// A parsed directive.
@@ -295,6 +295,14 @@ impl<'a> Parser<'a> {
         } else {
             vec![Literal::new(&value.text)]
         };
+        let timestamped = TIMESTAMP_PROPERTIES.contains(&field.as_str()) && operator.orders();
+        if timestamped && !values.iter().all(Literal::is_timestamp) {
+            let expected = format!(
+                "a timestamp after `{field} {}`, such as 2024-01-01 or 2024-01-01T12:00:00Z",
+                op.text
+            );
+            return Err(self.error(Some(value), &expected));
+        }
         Ok(Filter {
             field,
             op: operator,

@@ -16,6 +16,26 @@ use serde_json::{Map, Value};
 
 use crate::timestamp;
 
+/// STIX 2.1 properties whose values are timestamps: compared with `<`,
+/// `<=`, `>` or `>=`, they take a timestamp and nothing else, since a
+/// mistyped date would silently compare as text.
+pub const TIMESTAMP_PROPERTIES: &[&str] = &[
+    "created",
+    "modified",
+    "valid_from",
+    "valid_until",
+    "first_seen",
+    "last_seen",
+    "published",
+    "first_observed",
+    "last_observed",
+    "start_time",
+    "stop_time",
+    "submitted",
+    "analysis_started",
+    "analysis_ended",
+];
+
 /// How a property is compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -89,6 +109,20 @@ impl Literal {
             number: text.parse().ok().filter(|n: &f64| n.is_finite()),
             timestamp: timestamp::canonical_or_date(text),
         }
+    }
+}
+
+impl Literal {
+    /// Whether it reads as a timestamp (or a date).
+    pub fn is_timestamp(&self) -> bool {
+        self.timestamp.is_some()
+    }
+}
+
+impl Op {
+    /// Whether it orders values (`<`, `<=`, `>`, `>=`).
+    pub fn orders(self) -> bool {
+        matches!(self, Self::Lt | Self::Le | Self::Gt | Self::Ge)
     }
 }
 

@@ -104,6 +104,19 @@ const ERRORS: &[(&str, usize, &str, &str)] = &[
         "a closing `\"`",
         END,
     ),
+    // A timestamp property ordered against something that is no timestamp.
+    (
+        "_retrieve query s | _filter modified > 2022/06/01",
+        40,
+        "a timestamp after `modified >`, such as 2024-01-01 or 2024-01-01T12:00:00Z",
+        "`2022/06/01`",
+    ),
+    (
+        "_retrieve query s | _filter valid_until <= notadate",
+        44,
+        "a timestamp after `valid_until <=`, such as 2024-01-01 or 2024-01-01T12:00:00Z",
+        "`notadate`",
+    ),
     // `_retrieve`.
     ("", 1, "`_retrieve`", END),
     ("retrieve list", 1, "`_retrieve`", "`retrieve`"),
@@ -430,4 +443,16 @@ fn a_parse_error_shows_the_directive_with_a_caret() {
     assert_eq!(e.column, input.chars().position(|c| c == 'o').unwrap() + 1);
     let caret = format!("\n  {}^", " ".repeat(e.column - 1));
     assert!(e.to_string().ends_with(&caret), "{e}");
+}
+
+#[test]
+fn timestamp_properties_take_dates_and_other_properties_take_anything() {
+    for input in [
+        "_retrieve query s | _filter modified > 2022-06-01",
+        "_retrieve query s | _filter modified >= 2022-06-01T00:00:00.123456Z",
+        "_retrieve query s | _filter modified == whatever",
+        "_retrieve query s | _filter name > 2022/06/01",
+    ] {
+        assert!(parse(input).is_ok(), "{input}");
+    }
 }
