@@ -243,11 +243,32 @@ fn error_code(code: ErrorCode) -> TransportError {
         | ErrorCode::ConnectionReadTimeout
         | ErrorCode::ConnectionWriteTimeout
         | ErrorCode::ConnectionLimitReached
-        | ErrorCode::HttpResponseTimeout => TransportError::Unreachable(format!("{code:?}")),
+        | ErrorCode::HttpResponseTimeout => {
+            TransportError::Unreachable(format!("{} ({code:?})", unreachable_reason(&code)))
+        }
         ErrorCode::HttpResponseBodySize(_) | ErrorCode::HttpResponseContentCoding(_) => {
             TransportError::TooLarge(format!("{code:?}"))
         }
         other => TransportError::Other(format!("{other:?}")),
+    }
+}
+
+/// What a failure to reach the server means, in a reader's words; the
+/// code itself follows in the message for whoever needs it.
+fn unreachable_reason(code: &ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::DnsTimeout | ErrorCode::DnsError(_) | ErrorCode::DestinationNotFound => {
+            "the server's name could not be resolved: check the host name in the URL"
+        }
+        ErrorCode::ConnectionRefused => {
+            "the connection was refused: check the port, and that the server is running"
+        }
+        ErrorCode::ConnectionTimeout => "connecting to the server timed out",
+        ErrorCode::ConnectionReadTimeout | ErrorCode::HttpResponseTimeout => {
+            "the server stopped answering within the response timeout"
+        }
+        ErrorCode::ConnectionTerminated => "the server closed the connection before answering",
+        _ => "the server could not be reached",
     }
 }
 

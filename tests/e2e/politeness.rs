@@ -273,6 +273,11 @@ fn a_refused_connection_is_tried_again_then_reported() {
     assert_eq!(outcome["error"]["kind"], "unavailable");
     assert_eq!(statuses(&outcome)["connection-refused"], 3, "{outcome:#}");
     assert_eq!(outcome["http"]["retries"], 2);
+    let message = outcome["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the connection was refused: check the port"),
+        "{outcome:#}"
+    );
     assert!(
         run.stderr.contains("fix: check that the server is up"),
         "{}",
