@@ -127,11 +127,23 @@ ALTER TABLE runs ADD COLUMN host TEXT;
 /// Opens (creating if needed) the database file in `data_dir` and brings
 /// its schema up to date.
 pub(super) fn open(data_dir: &Path) -> Result<Connection> {
-    std::fs::create_dir_all(data_dir)
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    // Intel, run history and the secrets file live here: a directory this
+    // host makes is its user's only (one that exists is left as it is).
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let path = data_dir.join(DB_FILE);
+    let created = !path.exists();
     let mut conn = Connection::open(&path)
         .with_context(|| format!("cannot open the database {}", path.display()))?;
+    if created {
+        // SQLite gives its -wal and -shm files the database's mode.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict the database {}", path.display()))?;
+    }
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // NORMAL in WAL mode: a process crash loses nothing committed; a
@@ -178,6 +190,17 @@ mod tests {
         let conn = Connection::open(dir.join(DB_FILE)).unwrap();
         conn.pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap()
+    }
+
+    #[test]
+    fn a_new_data_directory_and_database_are_the_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("new/data");
+        drop(open(&data_dir).unwrap());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data_dir), 0o700);
+        assert_eq!(mode(&data_dir.join(DB_FILE)), 0o600);
     }
 
     #[test]
