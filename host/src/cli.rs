@@ -301,6 +301,17 @@ pub fn init_tracing(cli: &Cli) {
         .init();
 }
 
+/// A command line that is wrong in a way clap cannot see: exit code 2, as
+/// for clap's own errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// True when the command line was wrong (exit code 2).
+pub fn is_usage_error(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| e.is::<UsageError>())
+}
+
 /// True when the error is a closed stdout (`| head`), which is not a failure.
 pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|e| {
@@ -885,10 +896,11 @@ mod tests {
             "--password",
             "hunter2",
         ]);
-        let message = match cli {
-            Ok(cli) => format!("{:#}", run(cli).unwrap_err()),
-            Err(e) => e.to_string(),
-        };
+        // Refused by the host, not clap: clap would say an option is missing.
+        let error = run(cli.expect("the command line parses")).unwrap_err();
+        assert!(is_usage_error(&error), "exit code 2: {error:#}");
+        let message = format!("{error:#}");
+        assert!(message.contains("--password is not accepted"), "{message}");
         assert!(message.contains("--password-file"), "{message}");
         assert!(!message.contains("hunter2"), "{message}");
     }

@@ -420,7 +420,8 @@ fn the_server_password_is_never_taken_from_the_command_line() {
         "--password",
         "hunter2",
     ]);
-    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(run.code, Some(2), "the command line was wrong: {run:?}");
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
     assert!(
         run.stderr
             .contains("--password-env VAR or --password-file PATH"),

@@ -12,7 +12,9 @@ use crate::secret::SecretSource;
 
 /// One kind of credentials, each secret read from a source at each use.
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("password_source").args(["password_env", "password_file", "password_secret"]))]
+// `password` is in the group so that `--username U --password P` reaches
+// the refusal below, which says why, instead of clap's "missing option".
+#[command(group = clap::ArgGroup::new("password_source").args(["password_env", "password_file", "password_secret", "password"]))]
 #[command(group = clap::ArgGroup::new("token_source").args(["token_env", "token_file", "token_secret"]))]
 #[command(group = clap::ArgGroup::new("header_source").args(["header_env", "header_file", "header_secret"]))]
 pub struct CredentialArgs {
@@ -91,15 +93,22 @@ pub struct CredentialArgs {
     pub header_secret: Option<String>,
 }
 
+/// Why `--password` is refused wherever it is offered (exit code 2); the
+/// value is never repeated.
+pub(crate) fn password_refused() -> anyhow::Error {
+    crate::cli::UsageError(
+        "--password is not accepted: a password on the command line is kept in the shell \
+         history and visible to other users; use --password-env VAR or --password-file PATH"
+            .into(),
+    )
+    .into()
+}
+
 impl CredentialArgs {
     /// The credentials these options describe.
     pub fn auth(&self) -> Result<Auth> {
         if self.password.is_some() {
-            bail!(
-                "--password is not accepted: a password on the command line is kept in the \
-                 shell history and visible to other users; use --password-env VAR or \
-                 --password-file PATH"
-            );
+            return Err(password_refused());
         }
         let source = |env: &Option<String>, file: &Option<PathBuf>, key: &Option<String>| {
             Ok::<_, anyhow::Error>(match (env, file, key) {

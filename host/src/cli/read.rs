@@ -268,11 +268,7 @@ impl Session {
 
     pub(super) fn serve_taxii(&self, args: ServeArgs) -> Result<ExitCode> {
         if args.password.is_some() {
-            bail!(
-                "--password is not accepted: a password on the command line is kept in the \
-                 shell history and visible to other users; use --password-env VAR or \
-                 --password-file PATH"
-            );
+            return Err(super::connection::password_refused());
         }
         for tenant in &args.tenants {
             crate::feeds::check_name("tenant", tenant)?;
