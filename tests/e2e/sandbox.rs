@@ -358,6 +358,8 @@ fn the_plugin_follows_redirects_only_where_the_policy_allows() {
         message.contains(&format!("redirected to {elsewhere}")),
         "{message}"
     );
+    let fix = refused["error"]["fix"].as_str().unwrap();
+    assert!(fix.contains("--allow-origin URL"), "{fix}");
     assert_eq!(refused["denied"], 1);
 
     assert_eq!(outcomes[2]["status"], "ok", "{:#}", outcomes[2]);

@@ -193,8 +193,10 @@ pub fn explain(error: &ImportError, feed: &Feed) -> RunFailure {
         ImportError::Denied(m) => (
             "denied",
             m,
-            "the plugin tried to reach an origin other than its feed's; the host's \
-             egress policy refused it"
+            "the host's egress policy refused a request (another origin than the feed's, \
+             for example after a redirect, or a private address): if that server is \
+             trusted, allow it with `config add NAME --replace ... --allow-origin URL` \
+             (or --allow-private for an address on this network)"
                 .into(),
         ),
         ImportError::Store(m) => (
