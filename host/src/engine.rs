@@ -103,6 +103,16 @@ impl PluginEngine {
                         path.display()
                     )
                 })?;
+                // wasmtime's own complaint about a file that is no wasm at
+                // all quotes its first bytes, which may be anything (a
+                // password file given by mistake).
+                if !file_bytes.starts_with(b"\0asm") {
+                    anyhow::bail!(
+                        "{} is not a WebAssembly component (it does not begin with the wasm \
+                         magic bytes): check the --plugin path",
+                        path.display()
+                    );
+                }
                 &file_bytes[..]
             }
         };
@@ -178,4 +188,29 @@ fn write_atomically(dir: &Path, path: &Path, component: &Component) -> Result<()
     std::fs::write(&temporary, bytes)?;
     std::fs::rename(&temporary, path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_is_no_component_is_named_and_not_quoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("password");
+        std::fs::write(&path, "hunter2-secret\n").unwrap();
+        let engine = PluginEngine::new(None).unwrap();
+        let Err(error) = engine.load(&PluginSource::File(path.clone())) else {
+            panic!("a text file loaded as a plugin");
+        };
+        let message = format!("{error:#} {error:?}");
+        assert!(
+            message.contains("is not a WebAssembly component"),
+            "{message}"
+        );
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        for leaked in ["hunter2", "0x68, 0x75"] {
+            assert!(!message.contains(leaked), "{message}");
+        }
+    }
 }
