@@ -115,7 +115,8 @@ pub struct LimitArgs {
     #[arg(long, global = true, value_name = "SIZE", default_value = "128MiB")]
     pub max_response_size: ByteSize,
     /// Pages of objects per run; the next run continues from the cursor.
-    #[arg(long, global = true, value_name = "N", default_value_t = crate::limits::DEFAULT_PAGES)]
+    #[arg(long, global = true, value_name = "N", default_value_t = crate::limits::DEFAULT_PAGES,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub max_pages: u32,
 }
 
@@ -126,7 +127,7 @@ impl LimitArgs {
             cpu: self.max_cpu,
             run_time: self.max_run_time,
             response_bytes: self.max_response_size.as_u64(),
-            pages: self.max_pages.max(1),
+            pages: self.max_pages,
         }
     }
 }
@@ -201,7 +202,7 @@ pub struct ConfigAddArgs {
     pub added_after: Option<String>,
     /// Pages one run of this feed fetches at most; the next run continues
     /// from the cursor [default: the host's --max-pages]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub page_limit: Option<u32>,
     /// Longest one run of this feed may take, such as 90s or 30m; pages
     /// committed before it are kept [default: the host's --max-run-time]
@@ -828,6 +829,35 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn page_limits_of_zero_are_refused() {
+        let parses = |args: &[&str]| Cli::try_parse_from(args).is_ok();
+        assert!(!parses(&[
+            "taxii-host",
+            "--max-pages",
+            "0",
+            "config",
+            "list"
+        ]));
+        assert!(parses(&[
+            "taxii-host",
+            "--max-pages",
+            "1",
+            "config",
+            "list"
+        ]));
+        let add = [
+            "taxii-host",
+            "config",
+            "add",
+            "f",
+            "--collection-url",
+            "https://h/c/",
+        ];
+        assert!(!parses(&[&add[..], &["--page-limit", "0"]].concat()));
+        assert!(parses(&[&add[..], &["--page-limit", "3"]].concat()));
     }
 
     #[test]
