@@ -302,6 +302,22 @@ pub fn init_tracing(cli: &Cli) {
         .init();
 }
 
+/// Whether `url` has the shape TAXII gives a collection:
+/// `{api-root}/collections/{id}/`.
+fn is_collection_url(url: &str) -> bool {
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    let segments: Vec<&str> = url
+        .path_segments()
+        .map(|s| s.filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    segments
+        .windows(2)
+        .last()
+        .is_some_and(|pair| pair[0] == "collections")
+}
+
 /// A command line that is wrong in a way clap cannot see: exit code 2, as
 /// for clap's own errors.
 #[derive(Debug, thiserror::Error)]
@@ -498,6 +514,16 @@ impl Session {
                 .map(|(field, message)| format!("  {field}: {message}"))
                 .collect();
             bail!("feed {} is not valid:\n{}", feed.name, list.join("\n"));
+        }
+        if !is_collection_url(&feed.collection_url) {
+            tracing::warn!(
+                "feed {}: {} does not look like a Collection URL \
+                 ({{api-root}}/collections/{{id}}/); if it is a discovery or API root URL, \
+                 `taxii-host discover {}` lists its collections with their URLs",
+                feed.name,
+                feed.collection_url,
+                feed.collection_url
+            );
         }
         crate::tls::client_config(&feed.network.tls())
             .with_context(|| format!("feed {}: TLS settings", feed.name))?;
@@ -829,6 +855,24 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn collection_urls_are_told_from_discovery_and_api_roots() {
+        for url in [
+            "https://h/api1/collections/91a7b528-80eb-42ed-a74d-c6fbd5a26116/",
+            "https://h/api1/collections/x",
+        ] {
+            assert!(is_collection_url(url), "{url}");
+        }
+        for url in [
+            "https://h/taxii2/",
+            "https://h/api1/",
+            "https://h/api1/collections/",
+            "not a url",
+        ] {
+            assert!(!is_collection_url(url), "{url}");
+        }
     }
 
     #[test]
