@@ -852,6 +852,16 @@ mod tests {
 
     use super::*;
 
+    /// `config add` of a feed `f`, to which a test adds options.
+    const CONFIG_ADD: &[&str] = &[
+        "taxii-host",
+        "config",
+        "add",
+        "f",
+        "--collection-url",
+        "https://h/c/",
+    ];
+
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
@@ -892,29 +902,14 @@ mod tests {
             "config",
             "list"
         ]));
-        let add = [
-            "taxii-host",
-            "config",
-            "add",
-            "f",
-            "--collection-url",
-            "https://h/c/",
-        ];
-        assert!(!parses(&[&add[..], &["--page-limit", "0"]].concat()));
-        assert!(parses(&[&add[..], &["--page-limit", "3"]].concat()));
+        assert!(!parses(&[CONFIG_ADD, &["--page-limit", "0"]].concat()));
+        assert!(parses(&[CONFIG_ADD, &["--page-limit", "3"]].concat()));
     }
 
     #[test]
     fn credentials_options_make_one_kind_of_credentials() {
         let parse = |args: &[&str]| {
-            let mut all = vec![
-                "taxii-host",
-                "config",
-                "add",
-                "f",
-                "--collection-url",
-                "https://h/c/",
-            ];
+            let mut all = CONFIG_ADD.to_vec();
             all.extend(args);
             match Cli::try_parse_from(all).map(|cli| cli.command) {
                 Ok(Command::Config(ConfigCommand::Add(args))) => {
