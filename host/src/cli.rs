@@ -305,17 +305,11 @@ pub fn init_tracing(cli: &Cli) {
 /// Whether `url` has the shape TAXII gives a collection:
 /// `{api-root}/collections/{id}/`.
 fn is_collection_url(url: &str) -> bool {
-    let Ok(url) = url::Url::parse(url) else {
-        return false;
-    };
-    let segments: Vec<&str> = url
-        .path_segments()
-        .map(|s| s.filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default();
-    segments
-        .windows(2)
-        .last()
-        .is_some_and(|pair| pair[0] == "collections")
+    url::Url::parse(url).is_ok_and(|url| {
+        url.path_segments().is_some_and(|segments| {
+            segments.filter(|s| !s.is_empty()).rev().nth(1) == Some("collections")
+        })
+    })
 }
 
 /// A command line that is wrong in a way clap cannot see: exit code 2, as
@@ -597,7 +591,7 @@ impl Session {
                 (feed, options)
             })
             .collect();
-        let outcomes = runtime()?.block_on(async {
+        let (outcomes, refused) = runtime()?.block_on(async {
             shutdown.listen_for_signals()?;
             let _bar = runs
                 .first()
@@ -624,7 +618,6 @@ impl Session {
             }
             anyhow::Ok((outcomes, refused))
         })?;
-        let (outcomes, refused) = outcomes;
         let mut out = std::io::stdout().lock();
         match (args.format, outcomes.as_slice()) {
             (ReportFormat::Json, [one]) => writeln!(out, "{}", serde_json::to_string_pretty(one)?)?,
