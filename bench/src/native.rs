@@ -140,6 +140,15 @@ impl EventStore for SqliteStore {
             .map_err(store_error)
     }
 
+    /// As the host's `get-many` answers the plugin: one read per page.
+    fn exists_many(&mut self, keys: &[String]) -> Result<Vec<bool>, StoreError> {
+        let values = self
+            .db
+            .get_entries(self.store.id, keys)
+            .map_err(store_error)?;
+        Ok(values.iter().map(Option::is_some).collect())
+    }
+
     fn set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
         self.db
             .set_entries(self.store.id, &entries)

@@ -292,6 +292,22 @@ impl EventStore for KeyValue {
         self.0.exists(key).map_err(kv_error)
     }
 
+    /// One `get-many` per page instead of an `exists` per object: the
+    /// host answers the page's keys in one read. Keys already stored come
+    /// back with their values, which are dropped here; on a first import
+    /// (the common case) none do.
+    fn exists_many(&mut self, keys: &[String]) -> Result<Vec<bool>, StoreError> {
+        let found = batch::get_many(&self.0, keys).map_err(kv_error)?;
+        if found.len() != keys.len() {
+            return Err(StoreError(format!(
+                "get-many answered {} keys for {} asked",
+                found.len(),
+                keys.len()
+            )));
+        }
+        Ok(found.iter().map(Option::is_some).collect())
+    }
+
     fn set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
         batch::set_many(&self.0, &entries).map_err(kv_error)
     }

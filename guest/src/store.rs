@@ -33,6 +33,14 @@ pub trait EventStore {
     /// Tells whether a key is present.
     fn exists(&mut self, key: &str) -> Result<bool, StoreError>;
 
+    /// Tells which of `keys` are present, in order. A page's keys are
+    /// asked about together, so that a store that can answer them in one
+    /// round trip (a batch read, one transaction) does; this default asks
+    /// one key at a time.
+    fn exists_many(&mut self, keys: &[String]) -> Result<Vec<bool>, StoreError> {
+        keys.iter().map(|key| self.exists(key)).collect()
+    }
+
     /// Writes all entries or none.
     fn set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), StoreError>;
 }
@@ -43,6 +51,9 @@ impl<T: EventStore + ?Sized> EventStore for &mut T {
     }
     fn exists(&mut self, key: &str) -> Result<bool, StoreError> {
         (**self).exists(key)
+    }
+    fn exists_many(&mut self, keys: &[String]) -> Result<Vec<bool>, StoreError> {
+        (**self).exists_many(keys)
     }
     fn set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
         (**self).set_many(entries)
@@ -63,6 +74,10 @@ pub struct MemoryStore {
     pub commits: usize,
     /// When set, the `set_many` call with this index fails.
     pub fail_commit: Option<usize>,
+    /// Number of `exists` calls (one key each).
+    pub exists_calls: usize,
+    /// Number of `exists_many` calls.
+    pub exists_many_calls: usize,
 }
 
 impl MemoryStore {
@@ -81,7 +96,13 @@ impl EventStore for MemoryStore {
     }
 
     fn exists(&mut self, key: &str) -> Result<bool, StoreError> {
+        self.exists_calls += 1;
         Ok(self.entries.contains_key(key))
+    }
+
+    fn exists_many(&mut self, keys: &[String]) -> Result<Vec<bool>, StoreError> {
+        self.exists_many_calls += 1;
+        Ok(keys.iter().map(|k| self.entries.contains_key(k)).collect())
     }
 
     fn set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {

@@ -208,6 +208,25 @@ impl Database {
         }
     }
 
+    /// Runs `f`'s reads in one transaction, so that they see one state of
+    /// the database and SQLite takes its read lock once for all of them.
+    pub fn read<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        match &self.backend {
+            Backend::Sqlite(conn) => conn.execute_batch("BEGIN DEFERRED")?,
+            Backend::Postgres(conn) => pg::borrow(conn)?.begin()?,
+        }
+        let result = f();
+        let end = match &self.backend {
+            Backend::Sqlite(conn) => conn.execute_batch("COMMIT").map_err(Into::into),
+            Backend::Postgres(conn) => pg::borrow(conn)?.end(true),
+        };
+        match (result, end) {
+            (Ok(value), Ok(())) => Ok(value),
+            (Ok(_), Err(e)) => Err(e.context("cannot end a read")),
+            (Err(e), _) => Err(e),
+        }
+    }
+
     /// The PostgreSQL connection, for the statements only it has.
     fn postgres(&self) -> Result<std::cell::RefMut<'_, pg::Connection>> {
         match &self.backend {
@@ -225,6 +244,16 @@ impl Database {
         added_at: &str,
     ) -> Result<()> {
         self.postgres()?.upsert_entries(store_id, entries, added_at)
+    }
+
+    /// The values of `keys` with one statement on PostgreSQL (see
+    /// [`Database::get_entries`]).
+    pub(crate) fn postgres_get_entries(
+        &self,
+        store_id: i64,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        self.postgres()?.get_entries(store_id, keys)
     }
 
     /// SQL for the position of `needle` in `haystack`, from 1 (0 if absent).

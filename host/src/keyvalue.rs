@@ -203,11 +203,12 @@ impl batch::Host for KeyValue<'_> {
         keys: Vec<String>,
     ) -> Answer<Vec<Option<(String, Vec<u8>)>>> {
         let (db, id) = self.bucket(&bucket)?;
-        answer(
+        answer(db.get_entries(id, &keys).map(|values| {
             keys.into_iter()
-                .map(|key| Ok(db.get_entry(id, &key)?.map(|value| (key, value))))
-                .collect(),
-        )
+                .zip(values)
+                .map(|(key, value)| value.map(|value| (key, value)))
+                .collect()
+        }))
     }
 
     fn set_many(

@@ -244,6 +244,19 @@ impl Database {
         )
     }
 
+    /// The values of `keys`, in order, `None` where a key is absent: one
+    /// read for all of them (a plugin asks about a page's keys at once).
+    pub fn get_entries(&self, store_id: i64, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        if self.is_postgres() {
+            return self.postgres_get_entries(store_id, keys);
+        }
+        self.read(|| {
+            keys.iter()
+                .map(|key| self.get_entry(store_id, key))
+                .collect()
+        })
+    }
+
     /// Whether an entry exists.
     pub fn entry_exists(&self, store_id: i64, key: &str) -> Result<bool> {
         Ok(self
@@ -379,6 +392,34 @@ mod tests {
             assert_eq!(db.ensure_store("default", "intel", "x").unwrap(), store);
             assert_eq!(db.store_names("default").unwrap(), ["intel", "other"]);
             assert_eq!(db.tenants().unwrap(), ["default"]);
+        });
+    }
+
+    #[test]
+    fn a_batch_read_answers_every_key_in_order() {
+        each_backend(|backend| {
+            let mut db = backend.open();
+            let store = db.ensure_store("default", "intel", "taxii-feed").unwrap();
+            let other = db.ensure_store("default", "other", "taxii-feed").unwrap();
+            db.set_entries(store.id, &[("object/a/1".into(), b"A".to_vec())])
+                .unwrap();
+            db.set_entries(other.id, &[("object/b/1".into(), b"B".to_vec())])
+                .unwrap();
+            let keys: Vec<String> = ["object/b/1", "object/a/1", "object/c/1", "object/a/1"]
+                .map(String::from)
+                .into();
+            assert_eq!(
+                db.get_entries(store.id, &keys).unwrap(),
+                [None, Some(b"A".to_vec()), None, Some(b"A".to_vec())],
+                "another store's key is absent here; a repeated key is answered twice"
+            );
+            assert_eq!(
+                db.get_entries(store.id, &[]).unwrap(),
+                Vec::<Option<Vec<u8>>>::new()
+            );
+            // The read ended: a write may follow on the same connection.
+            db.set_entries(store.id, &[("object/c/1".into(), b"C".to_vec())])
+                .unwrap();
         });
     }
 

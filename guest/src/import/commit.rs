@@ -56,42 +56,74 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
         cursor: Option<String>,
     ) -> Result<PageOutcome, ImportError> {
         let objects = &page.objects;
-        let mut entries = Vec::with_capacity(objects.len() + 1);
-        let mut keys = HashSet::with_capacity(objects.len());
+        // First the checks, then one look-up of the whole page's keys, then
+        // the batch: a store answers 1,000 keys at once far faster than
+        // 1,000 times one key.
+        let mut candidates = Vec::with_capacity(objects.len());
         let mut rejections = Vec::new();
-        let (mut stored, mut duplicates) = (0, 0);
         for raw in objects {
             match stix::normalize_from(raw, page.bundle_spec_version.as_deref()) {
                 Ok(object) => {
                     let key = store::object_key(&object.id, &object.version);
-                    if keys.contains(&key) || self.store.exists(&key).map_err(store_error)? {
-                        duplicates += 1;
-                        continue;
-                    }
-                    if let Some(original) = object.original {
-                        let original_key =
-                            format!("{ORIGINAL_PREFIX}{}/{}", object.id, object.version);
-                        entries.push((original_key, original));
-                    }
-                    keys.insert(key.clone());
-                    entries.push((key, object.json));
-                    stored += 1;
+                    candidates.push((key, Candidate::Object(object)));
                 }
                 Err(rejection) => {
                     let key = format!(
                         "{QUARANTINE_PREFIX}{:016x}",
                         stix::fnv1a64(raw.get().as_bytes())
                     );
-                    if !keys.contains(&key) && !self.store.exists(&key).map_err(store_error)? {
-                        entries.push((key.clone(), quarantine_entry(&rejection.reason, raw)));
-                        keys.insert(key);
-                    }
+                    let entry = quarantine_entry(&rejection.reason, raw);
+                    candidates.push((key, Candidate::Rejected(entry)));
                     rejections.push(RejectedObject {
                         id: rejection.id,
                         object_type: rejection.object_type,
                         reason: rejection.reason,
                     });
                 }
+            }
+        }
+        // A key the page repeats is looked up once; its later copies are
+        // duplicates of the first.
+        let mut first = HashSet::with_capacity(candidates.len());
+        let unique: Vec<String> = candidates
+            .iter()
+            .filter(|(key, _)| first.insert(key.as_str()))
+            .map(|(key, _)| key.clone())
+            .collect();
+        let present = self.store.exists_many(&unique).map_err(store_error)?;
+        if present.len() != unique.len() {
+            return Err(ImportError::Store(format!(
+                "the store answered {} of {} keys",
+                present.len(),
+                unique.len()
+            )));
+        }
+        let mut known: HashSet<String> = unique
+            .into_iter()
+            .zip(present)
+            .filter_map(|(key, present)| present.then_some(key))
+            .collect();
+        let mut entries = Vec::with_capacity(candidates.len() + 1);
+        let (mut stored, mut duplicates) = (0, 0);
+        for (key, candidate) in candidates {
+            // Already stored, or earlier in this page.
+            if !known.insert(key.clone()) {
+                if let Candidate::Object(_) = candidate {
+                    duplicates += 1;
+                }
+                continue;
+            }
+            match candidate {
+                Candidate::Object(object) => {
+                    if let Some(original) = object.original {
+                        let original_key =
+                            format!("{ORIGINAL_PREFIX}{}/{}", object.id, object.version);
+                        entries.push((original_key, original));
+                    }
+                    entries.push((key, object.json));
+                    stored += 1;
+                }
+                Candidate::Rejected(entry) => entries.push((key, entry)),
             }
         }
         let cursor_moved = cursor.is_some() && cursor != self.report.cursor;
@@ -156,6 +188,15 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
         };
         self.note_once(what, level, message);
     }
+}
+
+/// An entry a page's object would add, before the store is asked whether
+/// its key is new.
+enum Candidate {
+    /// A valid object, normalized.
+    Object(stix::Normalized),
+    /// A rejected object's quarantine entry.
+    Rejected(Vec<u8>),
 }
 
 /// `{"reason": …, "object": …}` for the quarantine.

@@ -108,6 +108,28 @@ fn duplicates_within_and_across_pages_are_stored_once() {
 }
 
 #[test]
+fn each_page_asks_the_store_about_its_keys_once() {
+    let mut store = MemoryStore::default();
+    let report =
+        import_any_intel(&config(10), FakeServer::with_indicators(30), &mut store).unwrap();
+    assert_eq!(report.pages, 3);
+    assert_eq!((store.exists_many_calls, store.exists_calls), (3, 0));
+}
+
+#[test]
+fn a_page_of_objects_already_stored_adds_nothing_but_its_cursor() {
+    let mut store = MemoryStore::default();
+    import_any_intel(&config(10), FakeServer::with_indicators(30), &mut store).unwrap();
+    store.entries.remove(store::CURSOR_KEY);
+    let before = store.entries.clone();
+    let report =
+        import_any_intel(&config(10), FakeServer::with_indicators(30), &mut store).unwrap();
+    assert_eq!((report.stored, report.duplicates), (0, 30));
+    store.entries.remove(store::CURSOR_KEY);
+    assert_eq!(store.entries, before);
+}
+
+#[test]
 fn keeps_every_version_of_an_object() {
     let mut server = FakeServer::with_indicators(1);
     server.add(indicator(0, "2024-05-01T00:00:00.000Z"));

@@ -430,6 +430,26 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// The values of `keys`, in order, with one statement.
+    pub(super) fn get_entries(
+        &mut self,
+        store_id: i64,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        const GET: &str =
+            "SELECT key, value FROM entries WHERE store_id = ?1 AND key = ANY(?2::text[])";
+        let statement = self.statement(GET)?;
+        let client = self.client()?;
+        let rows = blocking(|| client.query(&statement, &[&store_id, &keys]))?;
+        let found: HashMap<String, Vec<u8>> = rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, postgres::Error>>()?;
+        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
+    }
+}
+
 impl Drop for Connection {
     /// The client shuts its runtime down when dropped, which tokio allows
     /// only outside async code.
