@@ -49,12 +49,18 @@ struct Cli {
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// Rows to run: import, attack, python, native, query, startup.
+    /// `attack` also adds ATT&CK to the native and python rows.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "import,attack,python,native,query,startup"
+        default_value = "import,attack,python,native,query,startup",
+        value_parser = ["import", "attack", "python", "native", "query", "startup"]
     )]
     rows: Vec<String>,
+    /// Runs of each measured row; the table shows the median run (by
+    /// time) and notes the range of all runs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
     /// Instantiations in the start-up loop.
     #[arg(long, default_value_t = 1000)]
     startup_iterations: usize,
@@ -117,6 +123,44 @@ impl Row {
         self.note = note.into();
         self
     }
+}
+
+/// The median of `runs` runs of one row (by time), noting the range.
+fn median(runs: u32, mut run: impl FnMut() -> Result<Row>) -> Result<Row> {
+    let mut rows = medians(runs, || Ok(vec![run()?]))?;
+    rows.pop().context("a row that ran gave nothing")
+}
+
+/// [`median`] of each of the rows one run gives.
+fn medians(runs: u32, mut run: impl FnMut() -> Result<Vec<Row>>) -> Result<Vec<Row>> {
+    let mut all: Vec<Vec<Row>> = Vec::new();
+    for _ in 0..runs {
+        for (at, row) in run()?.into_iter().enumerate() {
+            match all.get_mut(at) {
+                Some(runs) => runs.push(row),
+                None => all.push(vec![row]),
+            }
+        }
+    }
+    Ok(all
+        .into_iter()
+        .map(|mut rows| {
+            rows.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+            let (fastest, slowest) = (
+                rows[0].objects_per_second,
+                rows[rows.len() - 1].objects_per_second,
+            );
+            let n = rows.len();
+            let mut row = rows.swap_remove(n / 2);
+            if n > 1 {
+                row.note = format!(
+                    "{}; median of {n} runs ({slowest:.0}-{fastest:.0} objects/s)",
+                    row.note
+                );
+            }
+            row
+        })
+        .collect())
 }
 
 fn repo_root() -> PathBuf {
@@ -263,7 +307,12 @@ impl Bench {
             .collect();
         let mut largest: Option<(PathBuf, &str, u64)> = None;
         for (id, objects, generated) in &imports {
-            let (row, dir) = self.host_import(id, *objects, *generated)?;
+            let mut dir = PathBuf::new();
+            let row = median(cli.repeat, || {
+                let (row, imported) = self.host_import(id, *objects, *generated)?;
+                dir = imported;
+                Ok(row)
+            })?;
             eprintln!("bench: {row:?}");
             rows.push(row);
             if *generated && largest.as_ref().is_none_or(|(_, _, n)| objects > n) {
@@ -276,7 +325,7 @@ impl Bench {
         if wants("native") {
             for (id, objects, _) in self.selected(cli) {
                 for sqlite in [true, false] {
-                    let row = self.native(id, objects, sqlite)?;
+                    let row = median(cli.repeat, || self.native(id, objects, sqlite))?;
                     eprintln!("bench: {row:?}");
                     rows.push(row);
                 }
@@ -284,7 +333,7 @@ impl Bench {
         }
         if wants("python") {
             for (id, objects, _) in self.selected(cli) {
-                let row = self.python(cli, id, objects)?;
+                let row = median(cli.repeat, || self.python(cli, id, objects))?;
                 eprintln!("bench: {row:?}");
                 rows.push(row);
             }
@@ -292,7 +341,7 @@ impl Bench {
         if wants("query") {
             match &largest {
                 Some((dir, id, objects)) => {
-                    for row in self.query(dir, id, *objects)? {
+                    for row in medians(cli.repeat, || self.query(dir, id, *objects))? {
                         eprintln!("bench: {row:?}");
                         rows.push(row);
                     }
@@ -308,16 +357,13 @@ impl Bench {
 
     /// Collections of the selected rows: generated ones with `import`,
     /// ATT&CK with `attack`.
+    /// The collections the native and Python rows run on: every generated
+    /// size, and ATT&CK when its row is asked for.
     fn selected<'a>(&'a self, cli: &'a Cli) -> impl Iterator<Item = (&'a str, u64, bool)> + 'a {
         self.collections
             .iter()
-            .filter_map(move |(id, n, generated)| {
-                let row = if *generated { "import" } else { "attack" };
-                cli.rows
-                    .iter()
-                    .any(|r| r == row)
-                    .then_some((id.as_str(), *n, *generated))
-            })
+            .filter(move |(_, _, generated)| *generated || cli.rows.iter().any(|r| r == "attack"))
+            .map(|(id, n, generated)| (id.as_str(), *n, *generated))
     }
 
     fn label(id: &str, objects: u64, generated: bool) -> String {
@@ -331,6 +377,8 @@ impl Bench {
 
     fn host_import(&self, id: &str, objects: u64, generated: bool) -> Result<(Row, PathBuf)> {
         let dir = self.work.join(format!("import-{id}"));
+        // Each run imports into an empty store.
+        let _ = std::fs::remove_dir_all(&dir);
         let url = self.server.collection_url(id);
         measure::run(
             self.host_command(&dir)
@@ -623,5 +671,37 @@ fn print_table(rows: &[Row]) {
     }
     if rows.iter().any(|r| r.note.starts_with("SKIPPED")) {
         println!("(rows marked SKIPPED were not measured)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, seconds: f64) -> Row {
+        Row {
+            name: name.into(),
+            objects: 100,
+            seconds,
+            objects_per_second: 100.0 / seconds,
+            mb_per_second: None,
+            peak_rss_mb: None,
+            cpu_seconds: None,
+            note: "n".into(),
+        }
+    }
+
+    #[test]
+    fn each_row_is_the_median_of_its_own_runs() {
+        let mut times = [[3.0, 10.0], [1.0, 30.0], [2.0, 20.0]].into_iter();
+        let rows = medians(3, || {
+            let [a, b] = times.next().unwrap();
+            Ok(vec![row("a", a), row("b", b)])
+        })
+        .unwrap();
+        assert_eq!((rows[0].name.as_str(), rows[0].seconds), ("a", 2.0));
+        assert_eq!((rows[1].name.as_str(), rows[1].seconds), ("b", 20.0));
+        assert_eq!(rows[0].note, "n; median of 3 runs (33-100 objects/s)");
+        assert_eq!(median(1, || Ok(row("c", 4.0))).unwrap().note, "n");
     }
 }

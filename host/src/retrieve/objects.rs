@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use serde_json::{Map, Value};
 
 use crate::db::Database;
+use crate::filter::Filter;
 use crate::output::{Content, ObjectFormat, ObjectWriter};
 use crate::query::{Cursor, Include, ObjectQuery, Pipeline, Stage, Verdict, VersionMatch};
 use crate::store::{
@@ -47,7 +48,14 @@ pub fn write_objects(
         .source
         .check_quarantine()
         .map_err(anyhow::Error::msg)?;
-    let pipeline = Pipeline::new(&query.stages);
+    // The key ranges already keep only the pinned types or ids; the filter
+    // that pins them would only parse every object to agree.
+    let implied = implied_filter(query);
+    let stages: Vec<Stage> = (query.stages.iter().enumerate())
+        .filter(|(at, _)| Some(*at) != implied)
+        .map(|(_, stage)| stage.clone())
+        .collect();
+    let pipeline = Pipeline::new(&stages);
     let content = match (query.source.quarantine, pipeline.fields()) {
         (true, _) => Content::Quarantine,
         (false, None) if query.source.original => Content::Original,
@@ -81,15 +89,37 @@ pub fn write_objects(
     })
 }
 
-/// The key ranges to read, in key order: the whole store, or only the
-/// types or ids that the first filters pin, from the cursor on.
-fn key_ranges(query: &ObjectQuery) -> Vec<(String, String)> {
-    let leading = || {
-        query.stages.iter().map_while(|stage| match stage {
+/// The leading filters: those before any `_limit` or `_fields`, which the
+/// key ranges may serve.
+fn leading_filters(query: &ObjectQuery) -> impl Iterator<Item = (usize, &Filter)> {
+    query
+        .stages
+        .iter()
+        .map_while(|stage| match stage {
             Stage::Filter(f) => Some(f),
             _ => None,
         })
+        .enumerate()
+}
+
+/// Which stage the key ranges of [`key_ranges`] do the work of: the first
+/// leading filter that pins ids, else the first that pins types. An
+/// object's key holds its id, and a STIX id starts with its type (the
+/// plugin refuses an object whose id does not), so every object in those
+/// ranges passes that filter.
+fn implied_filter(query: &ObjectQuery) -> Option<usize> {
+    let pins = |field: &str| {
+        leading_filters(query)
+            .find(|(_, f)| f.pinned(field).is_some())
+            .map(|(at, _)| at)
     };
+    pins("id").or_else(|| pins("type"))
+}
+
+/// The key ranges to read, in key order: the whole store, or only the
+/// types or ids that the first filters pin, from the cursor on.
+fn key_ranges(query: &ObjectQuery) -> Vec<(String, String)> {
+    let leading = || leading_filters(query).map(|(_, f)| f);
     let base = if query.source.original {
         ORIGINAL_PREFIX
     } else {

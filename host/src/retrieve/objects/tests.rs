@@ -332,3 +332,59 @@ fn reads_the_quarantine_without_versions() {
         assert!(error.contains("leave out versions"), "{error}");
     });
 }
+
+fn query(stages: &str) -> ObjectQuery {
+    match directive::parse(&format!("_retrieve query s {stages}")).unwrap() {
+        Directive::Query { query, .. } => query,
+        _ => panic!("not a query"),
+    }
+}
+
+#[test]
+fn the_key_ranges_stand_in_for_the_filter_that_pins_ids_or_types() {
+    let implied = |stages: &str| implied_filter(&query(stages));
+    assert_eq!(implied("| _filter type == indicator"), Some(0));
+    assert_eq!(
+        implied("| _filter confidence > 50 | _filter type in a,b"),
+        Some(1)
+    );
+    assert_eq!(
+        implied("| _filter type == indicator | _filter id == indicator--1"),
+        Some(1),
+        "the ranges follow the ids; the type filter still runs"
+    );
+    assert_eq!(implied("| _filter type != indicator"), None);
+    assert_eq!(
+        implied("| _limit 5 | _filter type == indicator"),
+        None,
+        "not leading"
+    );
+    assert_eq!(implied("| _filter name == x"), None);
+    assert_eq!(implied(""), None);
+}
+
+#[test]
+fn a_type_query_reads_the_type_from_the_key_and_parses_no_object() {
+    each_backend(|backend| {
+        let f = Fixture::new(backend);
+        // An entry no plugin of ours writes: its key says indicator, its
+        // body is not JSON. Reading the type range must not parse it...
+        let entries = [
+            ("object/indicator--1/-".to_string(), b"not json".to_vec()),
+            (
+                "object/malware--2/-".to_string(),
+                b"{\"type\":\"malware\"}".to_vec(),
+            ),
+        ];
+        let mut db = backend.open();
+        db.set_entries(f.store.id, &entries).unwrap();
+        let stages = "| _include revoked,expired | _filter type == indicator";
+        let (out, outcome) = f.run(stages, ObjectFormat::Jsonl);
+        assert_eq!((out.as_str(), outcome.written), ("not json\n", 1));
+        // ... while a filter the ranges cannot serve still reads objects.
+        let q = query("| _include revoked,expired | _filter name == x");
+        let mut sink = Vec::new();
+        let error = write_objects(&f.db, &f.store, &q, ObjectFormat::Jsonl, &mut sink);
+        assert!(error.is_err(), "the malformed entry was not read");
+    });
+}
