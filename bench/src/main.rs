@@ -6,6 +6,7 @@
 mod data;
 mod measure;
 mod native;
+mod nginx;
 mod server;
 mod startup;
 
@@ -15,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
@@ -48,13 +49,14 @@ struct Cli {
     /// first, if it is empty or was made by this benchmark).
     #[arg(long)]
     work_dir: Option<PathBuf>,
-    /// Rows to run: import, attack, python, native, query, startup.
-    /// `attack` also adds ATT&CK to the native and python rows.
+    /// Rows to run: import, attack, python, native, nginx, query, startup.
+    /// `attack` also adds ATT&CK to the native and python rows; `nginx`
+    /// imports and reads the generated collections from nginx as well.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "import,attack,python,native,query,startup",
-        value_parser = ["import", "attack", "python", "native", "query", "startup"]
+        default_value = "import,attack,python,native,nginx,query,startup",
+        value_parser = ["import", "attack", "python", "native", "nginx", "query", "startup"]
     )]
     rows: Vec<String>,
     /// Runs of each measured row; the table shows the median run (by
@@ -190,6 +192,15 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// Which server a row reads from.
+#[derive(Clone, Copy, PartialEq)]
+enum Source {
+    /// The benchmark's own server.
+    Own,
+    /// nginx serving the same pages from files.
+    Nginx,
+}
+
 struct Bench {
     host: PathBuf,
     work: PathBuf,
@@ -198,6 +209,28 @@ struct Bench {
     /// Collection id, objects, and whether it is generated.
     collections: Vec<(String, u64, bool)>,
     attack_missing: Option<String>,
+    /// nginx, when the nginx rows were asked for and it could start.
+    nginx: Option<nginx::Nginx>,
+    /// Why the nginx rows were skipped.
+    nginx_missing: Option<String>,
+}
+
+impl Source {
+    /// Before the collection in a row's name.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Own => "",
+            Self::Nginx => "nginx, ",
+        }
+    }
+
+    /// After the collection in a log file's name.
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Own => "",
+            Self::Nginx => "-nginx",
+        }
+    }
 }
 
 fn size_name(n: usize) -> String {
@@ -254,6 +287,27 @@ impl Bench {
                 attack_missing = Some(format!("{} is absent", attack.display()));
             }
         }
+        let (mut nginx, mut nginx_missing) = (None, None);
+        if cli.rows.iter().any(|r| r == "nginx") {
+            match nginx::find() {
+                Some(binary) => {
+                    let generated: Vec<(&str, &Pages)> = pages
+                        .iter()
+                        .filter(|(id, _)| id.as_str() != "attack")
+                        .map(|(id, p)| (id.as_str(), p))
+                        .collect();
+                    let started = nginx::start(&binary, &work.join("nginx"), &generated)?;
+                    eprintln!("bench: nginx serving on {}", started.base);
+                    nginx = Some(started);
+                }
+                None => {
+                    nginx_missing = Some(
+                        "nginx is not installed (scripts/bench installs Debian's nginx-light)"
+                            .into(),
+                    )
+                }
+            }
+        }
         let server = server::start(pages)?;
         eprintln!("bench: serving on {}", server.base);
         Ok(Self {
@@ -263,6 +317,8 @@ impl Bench {
             server,
             collections,
             attack_missing,
+            nginx,
+            nginx_missing,
         })
     }
 
@@ -282,6 +338,32 @@ impl Bench {
 
     fn served_bytes(&self) -> u64 {
         self.server.served.page_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The Collection URL of `id` on `source`.
+    fn url(&self, source: Source, id: &str) -> Result<String> {
+        match (source, &self.nginx) {
+            (Source::Own, _) => Ok(self.server.collection_url(id)),
+            (Source::Nginx, Some(nginx)) => Ok(nginx.collection_url(id)),
+            (Source::Nginx, None) => bail!("nginx is not running"),
+        }
+    }
+
+    /// Runs `f` and gives the page bytes `source` served meanwhile (nginx:
+    /// the collection's pages, all of which a complete read fetches once).
+    fn counting_bytes<T>(
+        &self,
+        source: Source,
+        id: &str,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<(T, u64)> {
+        let before = self.served_bytes();
+        let value = f()?;
+        let bytes = match (source, &self.nginx) {
+            (Source::Nginx, Some(nginx)) => nginx.page_bytes.get(id).copied().unwrap_or(0),
+            _ => self.served_bytes() - before,
+        };
+        Ok((value, bytes))
     }
 
     fn run(&self, cli: &Cli) -> Result<Vec<Row>> {
@@ -309,7 +391,7 @@ impl Bench {
         for (id, objects, generated) in &imports {
             let mut dir = PathBuf::new();
             let row = median(cli.repeat, || {
-                let (row, imported) = self.host_import(id, *objects, *generated)?;
+                let (row, imported) = self.host_import(Source::Own, id, *objects, *generated)?;
                 dir = imported;
                 Ok(row)
             })?;
@@ -333,9 +415,27 @@ impl Bench {
         }
         if wants("python") {
             for (id, objects, _) in self.selected(cli) {
-                let row = median(cli.repeat, || self.python(cli, id, objects))?;
+                let row = median(cli.repeat, || self.python(cli, Source::Own, id, objects))?;
                 eprintln!("bench: {row:?}");
                 rows.push(row);
+            }
+        }
+        if wants("nginx") {
+            match &self.nginx_missing {
+                Some(missing) => rows.push(skipped("nginx rows", missing)),
+                None => {
+                    for (id, objects, _) in self.selected(cli).filter(|(_, _, g)| *g) {
+                        let import = median(cli.repeat, || {
+                            Ok(self.host_import(Source::Nginx, id, objects, true)?.0)
+                        })?;
+                        let python =
+                            median(cli.repeat, || self.python(cli, Source::Nginx, id, objects))?;
+                        for row in [import, python] {
+                            eprintln!("bench: {row:?}");
+                            rows.push(row);
+                        }
+                    }
+                }
             }
         }
         if wants("query") {
@@ -375,11 +475,18 @@ impl Bench {
         }
     }
 
-    fn host_import(&self, id: &str, objects: u64, generated: bool) -> Result<(Row, PathBuf)> {
-        let dir = self.work.join(format!("import-{id}"));
+    fn host_import(
+        &self,
+        source: Source,
+        id: &str,
+        objects: u64,
+        generated: bool,
+    ) -> Result<(Row, PathBuf)> {
+        let via = source.suffix();
+        let dir = self.work.join(format!("import-{id}{via}"));
         // Each run imports into an empty store.
         let _ = std::fs::remove_dir_all(&dir);
-        let url = self.server.collection_url(id);
+        let url = self.url(source, id)?;
         measure::run(
             self.host_command(&dir)
                 .args(["config", "add", id, "--collection-url", &url])
@@ -387,14 +494,14 @@ impl Bench {
             self.log(&format!("config-{id}"))?,
             CHILD_TIMEOUT,
         )?;
-        let before = self.served_bytes();
-        let m = measure::run(
-            self.host_command(&dir)
-                .args(["import", id, "--format", "json"]),
-            self.log(&format!("import-{id}"))?,
-            CHILD_TIMEOUT,
-        )?;
-        let bytes = self.served_bytes() - before;
+        let (m, bytes) = self.counting_bytes(source, id, || {
+            measure::run(
+                self.host_command(&dir)
+                    .args(["import", id, "--format", "json"]),
+                self.log(&format!("import-{id}{via}"))?,
+                CHILD_TIMEOUT,
+            )
+        })?;
         let outcome: serde_json::Value = serde_json::from_slice(&m.stdout)
             .with_context(|| format!("import {id} printed no JSON"))?;
         let report = find(&outcome, "report").context("no report in the import's output")?;
@@ -412,7 +519,11 @@ impl Bench {
             );
         }
         let row = Row::of(
-            format!("taxii-host import, {}", Self::label(id, objects, generated)),
+            format!(
+                "taxii-host import, {}{}",
+                source.label(),
+                Self::label(id, objects, generated)
+            ),
             objects,
             &m,
             Some(bytes),
@@ -466,13 +577,14 @@ impl Bench {
         .note(format!("{note}; {stored} stored")))
     }
 
-    fn python(&self, cli: &Cli, id: &str, objects: u64) -> Result<Row> {
+    fn python(&self, cli: &Cli, source: Source, id: &str, objects: u64) -> Result<Row> {
         let python = cli
             .python
             .clone()
             .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
         let name = format!(
-            "taxii2-client as_pages, {}",
+            "taxii2-client as_pages, {}{}",
+            source.label(),
             Self::label(id, objects, id != "attack")
         );
         if !python.exists() {
@@ -482,16 +594,14 @@ impl Bench {
             ));
         }
         let script = repo_root().join("bench/python/taxii2_client_pages.py");
-        let before = self.served_bytes();
-        let m = measure::run(
-            Command::new(python)
-                .arg(script)
-                .arg(self.server.collection_url(id))
-                .arg("1000"),
-            self.log(&format!("python-{id}"))?,
-            CHILD_TIMEOUT,
-        )?;
-        let bytes = self.served_bytes() - before;
+        let url = self.url(source, id)?;
+        let (m, bytes) = self.counting_bytes(source, id, || {
+            measure::run(
+                Command::new(python).arg(script).arg(&url).arg("1000"),
+                self.log(&format!("python-{id}{}", source.suffix()))?,
+                CHILD_TIMEOUT,
+            )
+        })?;
         let result: serde_json::Value = serde_json::from_slice(&m.stdout)?;
         let parsed = result["objects"].as_u64().unwrap_or(0);
         ensure!(
