@@ -1,6 +1,6 @@
 //! One import run: find the TAXII version the server speaks, page through
-//! the collection's objects from the stored cursor on, and commit each page
-//! with its cursor before asking for the next.
+//! the collection's objects from the stored cursor on, and commit the pages
+//! in batches, each with the cursor after it (see [`commit`]).
 //!
 //! After a transient failure (a 5xx, a dropped connection, a page token the
 //! server no longer knows) the run resumes from the last committed cursor
@@ -35,10 +35,10 @@ const RESUME_PAUSE: Duration = Duration::from_millis(250);
 
 /// Runs one import of `config`'s collection into `store`.
 ///
-/// Each page's new objects and its cursor are written in one `set_many`
-/// before the next page is asked for, so a failure at any point leaves the
-/// store at the end of a complete page. The failure carries the report of
-/// what was committed.
+/// Pages are written in batches (see [`commit`]): each batch's new objects
+/// and the cursor after its last page in one `set_many`, so a failure at
+/// any point leaves the store at the end of a complete page. The failure
+/// carries the report of what was committed.
 #[expect(
     clippy::result_large_err,
     reason = "returned once per run; the failure carries the whole report on purpose"
@@ -59,6 +59,8 @@ pub fn import_any_intel(
         noted: HashSet::new(),
         version: TaxiiVersion::V21,
         sent_token: false,
+        pending: commit::Pending::default(),
+        last_fetch: Duration::ZERO,
     };
     match run.execute() {
         Ok(()) => Ok(run.report),
@@ -80,6 +82,10 @@ struct Run<'c, T, S> {
     version: TaxiiVersion,
     /// Whether the last objects request carried a `next` token.
     sent_token: bool,
+    /// Pages fetched and checked, not yet written.
+    pending: commit::Pending,
+    /// How long the last request took to answer.
+    last_fetch: Duration,
 }
 
 impl<T: Transport, S: EventStore> Run<'_, T, S> {
@@ -101,9 +107,16 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
                 TaxiiVersion::V21 => self.walk_21(&collection),
                 TaxiiVersion::V20 => self.walk_20(&collection),
             };
-            let error = match walked {
-                Ok(()) => return Ok(()),
-                Err(error) => error,
+            // Whatever ended the walk, the pages it fetched are kept.
+            let error = match (walked, self.flush()) {
+                (Ok(()), Ok(())) => return Ok(()),
+                (Ok(()), Err(store)) => return Err(store),
+                (Err(error), Ok(())) => error,
+                (Err(error), Err(store)) => {
+                    let message = format!("the walk had failed before the store did: {error}");
+                    self.report.note(NoteLevel::Warn, message);
+                    return Err(store);
+                }
             };
             let Some(why) = self.resumable(&error).filter(|_| resumes < MAX_RESUMES) else {
                 return Err(error);
@@ -149,7 +162,7 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
         let reached = self
             .config
             .max_pages
-            .is_some_and(|max| self.report.pages >= max);
+            .is_some_and(|max| self.report.pages + self.pending.pages() >= max);
         if reached {
             self.report.complete = false;
             let message = "stopped at the page limit; the next run continues from the cursor";

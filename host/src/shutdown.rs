@@ -2,7 +2,7 @@
 //!
 //! Stopping has two steps. *Finishing*: no new run starts, waits for a
 //! rate limit or a backoff end at once, and a run's next request is refused,
-//! so each run ends right after the page it is reading is committed.
+//! so each run ends right after the pages it has read are committed.
 //! *Abandoning*: runs still going are dropped where they are; what they had
 //! not committed is lost, what they had committed stays, and the next run
 //! resumes from the stored cursor. A second signal abandons at once.

@@ -1,7 +1,18 @@
-//! Committing a page: checking its objects, keeping aside the bad ones,
-//! and writing the new ones with the page's cursor in one atomic batch.
+//! Committing pages: checking their objects, keeping aside the bad ones,
+//! and writing the new ones with the cursor after them in one atomic batch.
+//!
+//! A page is staged, then written together with the pages staged before
+//! it: one `set-many` for up to [`BATCH_PAGES`] pages or [`BATCH_BYTES`] of
+//! entries, whichever comes first, at once after a page that took
+//! [`SLOW_PAGE`] or more to arrive, and always before the run ends or
+//! handles a failure. A store commits 8,000 entries in one transaction far
+//! faster than in eight (the keys are random, so each transaction rewrites
+//! most of the key index's pages), while a crash costs at most one batch of
+//! pages, which the next run fetches again from the cursor committed before
+//! it: nothing is lost and nothing is stored twice.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use serde_json::value::RawValue;
 
@@ -12,12 +23,57 @@ use crate::store::{self, CURSOR_KEY, EventStore, ORIGINAL_PREFIX, QUARANTINE_PRE
 use crate::taxii::page::Page;
 use crate::{stix, taxii};
 
-/// What a committed page changed.
+/// Pages staged at most before they are written.
+pub const BATCH_PAGES: u32 = 8;
+
+/// Bytes of staged entries at most before they are written.
+pub const BATCH_BYTES: usize = 8 << 20;
+
+/// A page that took this long or longer to arrive is committed at once:
+/// when the server is what limits the run, a batch saves nothing and would
+/// only hold back what the operator sees. A batch of fast pages spans at
+/// most [`BATCH_PAGES`] times this.
+pub const SLOW_PAGE: Duration = Duration::from_millis(100);
+
+/// What a staged page changes once written.
 pub(super) struct PageOutcome {
-    /// Object versions newly stored.
+    /// Object versions new to the store.
     pub stored: u64,
     /// Whether the page moved the cursor.
     pub cursor_moved: bool,
+}
+
+/// Pages checked and staged, not yet written, and what they add to the
+/// run's report once they are.
+#[derive(Default)]
+pub(super) struct Pending {
+    entries: Vec<(String, Vec<u8>)>,
+    /// The keys of `entries`: a later page's copy of one is a duplicate.
+    keys: HashSet<String>,
+    bytes: usize,
+    pages: u32,
+    received: u64,
+    stored: u64,
+    duplicates: u64,
+    rejections: Vec<RejectedObject>,
+    /// The cursor after the last staged page that had one.
+    cursor: Option<String>,
+}
+
+impl Pending {
+    /// Pages staged.
+    pub(super) fn pages(&self) -> u32 {
+        self.pages
+    }
+
+    /// The cursor the staged pages end at, if any of them gave one.
+    pub(super) fn cursor(&self) -> Option<&String> {
+        self.cursor.as_ref()
+    }
+
+    fn full(&self) -> bool {
+        self.pages >= BATCH_PAGES || self.bytes >= BATCH_BYTES
+    }
 }
 
 impl<T: Transport, S: EventStore> Run<'_, T, S> {
@@ -48,9 +104,56 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
         }
     }
 
-    /// Checks the page's objects and writes the new ones, the rejected ones
-    /// and the cursor in one atomic batch.
+    /// Checks the page's objects and stages the new ones, the rejected
+    /// ones and the cursor; writes the batch when it is full.
     pub(super) fn commit_page(
+        &mut self,
+        page: &Page<'_>,
+        cursor: Option<String>,
+    ) -> Result<PageOutcome, ImportError> {
+        let outcome = self.stage_page(page, cursor)?;
+        if self.pending.full() || self.last_fetch >= SLOW_PAGE {
+            self.flush()?;
+        }
+        Ok(outcome)
+    }
+
+    /// Writes the staged pages and their cursor in one `set_many`, and adds
+    /// them to the report. If the write fails, none of them is stored or
+    /// reported.
+    pub(super) fn flush(&mut self) -> Result<(), ImportError> {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.pages == 0 {
+            return Ok(());
+        }
+        let mut entries = pending.entries;
+        let cursor_moved = pending.cursor.is_some() && pending.cursor != self.report.cursor;
+        if let Some(cursor) = pending.cursor.as_ref().filter(|_| cursor_moved) {
+            entries.push((CURSOR_KEY.to_string(), cursor.clone().into_bytes()));
+        }
+        if !entries.is_empty() {
+            self.store.set_many(entries).map_err(store_error)?;
+        }
+        self.report.pages += pending.pages;
+        self.report.received += pending.received;
+        self.report.stored += pending.stored;
+        self.report.duplicates += pending.duplicates;
+        pending
+            .rejections
+            .into_iter()
+            .for_each(|r| self.report.reject(r));
+        if cursor_moved {
+            self.report.cursor = pending.cursor;
+        }
+        Ok(())
+    }
+
+    /// The cursor after everything fetched so far: staged, else committed.
+    pub(super) fn latest_cursor(&self) -> Option<&String> {
+        self.pending.cursor().or(self.report.cursor.as_ref())
+    }
+
+    fn stage_page(
         &mut self,
         page: &Page<'_>,
         cursor: Option<String>,
@@ -82,13 +185,14 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
                 }
             }
         }
-        // A key the page repeats is looked up once; its later copies are
-        // duplicates of the first.
-        let mut first = HashSet::with_capacity(candidates.len());
+        // The store is asked once about each key neither this page nor a
+        // staged one holds already.
+        let mut asked = HashSet::with_capacity(candidates.len());
         let unique: Vec<String> = candidates
             .iter()
-            .filter(|(key, _)| first.insert(key.as_str()))
-            .map(|(key, _)| key.clone())
+            .map(|(key, _)| key)
+            .filter(|key| !self.pending.keys.contains(*key) && asked.insert(key.as_str()))
+            .cloned()
             .collect();
         let present = self.store.exists_many(&unique).map_err(store_error)?;
         if present.len() != unique.len() {
@@ -98,16 +202,16 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
                 unique.len()
             )));
         }
-        let mut known: HashSet<String> = unique
+        let stored_already: HashSet<String> = unique
             .into_iter()
             .zip(present)
             .filter_map(|(key, present)| present.then_some(key))
             .collect();
-        let mut entries = Vec::with_capacity(candidates.len() + 1);
+        let pending = &mut self.pending;
         let (mut stored, mut duplicates) = (0, 0);
         for (key, candidate) in candidates {
-            // Already stored, or earlier in this page.
-            if !known.insert(key.clone()) {
+            // Already stored, staged, or earlier in this page.
+            if stored_already.contains(&key) || !pending.keys.insert(key.clone()) {
                 if let Candidate::Object(_) = candidate {
                     duplicates += 1;
                 }
@@ -118,29 +222,29 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
                     if let Some(original) = object.original {
                         let original_key =
                             format!("{ORIGINAL_PREFIX}{}/{}", object.id, object.version);
-                        entries.push((original_key, original));
+                        pending.bytes += original_key.len() + original.len();
+                        pending.entries.push((original_key, original));
                     }
-                    entries.push((key, object.json));
+                    pending.bytes += key.len() + object.json.len();
+                    pending.entries.push((key, object.json));
                     stored += 1;
                 }
-                Candidate::Rejected(entry) => entries.push((key, entry)),
+                Candidate::Rejected(entry) => {
+                    pending.bytes += key.len() + entry.len();
+                    pending.entries.push((key, entry));
+                }
             }
         }
-        let cursor_moved = cursor.is_some() && cursor != self.report.cursor;
-        if let Some(cursor) = cursor.as_ref().filter(|_| cursor_moved) {
-            entries.push((CURSOR_KEY.to_string(), cursor.clone().into_bytes()));
-        }
-        if !entries.is_empty() {
-            self.store.set_many(entries).map_err(store_error)?;
-        }
-        self.report.pages += 1;
-        self.report.received += objects.len() as u64;
-        self.report.stored += stored;
-        self.report.duplicates += duplicates;
-        rejections.into_iter().for_each(|r| self.report.reject(r));
+        let cursor_moved = cursor.is_some() && cursor.as_ref() != self.latest_cursor();
+        let pending = &mut self.pending;
         if cursor_moved {
-            self.report.cursor = cursor;
+            pending.cursor = cursor;
         }
+        pending.pages += 1;
+        pending.received += objects.len() as u64;
+        pending.stored += stored;
+        pending.duplicates += duplicates;
+        pending.rejections.extend(rejections);
         Ok(PageOutcome {
             stored,
             cursor_moved,

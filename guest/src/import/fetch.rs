@@ -198,7 +198,10 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
             url: url.clone(),
             headers,
         };
-        self.http.get(&request).map_err(|e| transport_error(e, url))
+        let started = std::time::Instant::now();
+        let response = self.http.get(&request).map_err(|e| transport_error(e, url));
+        self.last_fetch = started.elapsed();
+        response
     }
 
     /// Passes 200 and 206; turns any other status into its error.

@@ -36,8 +36,8 @@ fn imports_every_page_and_stores_the_last_cursor() {
     assert!(report.complete);
     assert_eq!(object_keys(&store).len(), 25);
     assert_eq!(
-        store.commits, 4,
-        "the TAXII version, then one atomic batch per page"
+        store.commits, 2,
+        "the TAXII version, then one atomic batch for the three pages"
     );
     assert_eq!(report.cursor.as_deref(), Some(date_added(24).as_str()));
     assert_eq!(store.entries[CURSOR_KEY], date_added(24).as_bytes());
@@ -215,17 +215,73 @@ fn a_failure_mid_walk_keeps_committed_pages_and_the_next_run_resumes() {
 }
 
 #[test]
-fn a_failed_commit_stores_nothing_of_that_page() {
+fn a_failed_commit_stores_nothing_of_its_batch() {
+    // 13 pages of 2: the TAXII version, pages 1-8, then pages 9-13, which fail.
     let mut store = MemoryStore {
         fail_commit: Some(2),
         ..MemoryStore::default()
     };
     let failure =
-        import_any_intel(&config(10), FakeServer::with_indicators(25), &mut store).unwrap_err();
+        import_any_intel(&config(2), FakeServer::with_indicators(25), &mut store).unwrap_err();
     assert!(matches!(failure.error, ImportError::Store(_)));
-    assert_eq!(failure.progress.stored, 10);
-    assert_eq!(object_keys(&store).len(), 10);
-    assert_eq!(store.entries[CURSOR_KEY], date_added(9).as_bytes());
+    let per_batch = 2 * commit::BATCH_PAGES as u64;
+    assert_eq!(
+        (failure.progress.pages, failure.progress.stored),
+        (8, per_batch)
+    );
+    assert_eq!(object_keys(&store).len() as u64, per_batch);
+    assert_eq!(
+        store.entries[CURSOR_KEY],
+        date_added(per_batch as usize - 1).as_bytes()
+    );
+}
+
+#[test]
+fn pages_are_written_in_batches_each_with_its_cursor() {
+    let mut store = MemoryStore::default();
+    let report = import_any_intel(&config(1), FakeServer::with_indicators(20), &mut store).unwrap();
+    assert_eq!((report.pages, report.stored), (20, 20));
+    assert_eq!(
+        store.commits,
+        1 + 20_usize.div_ceil(commit::BATCH_PAGES as usize),
+        "the TAXII version, then batches of {} pages",
+        commit::BATCH_PAGES
+    );
+    assert_eq!(store.entries[CURSOR_KEY], date_added(19).as_bytes());
+}
+
+#[test]
+fn a_page_slow_to_arrive_is_committed_at_once() {
+    struct Slow(FakeServer);
+    impl Transport for Slow {
+        fn get(&mut self, request: &Request) -> Result<Response, TransportError> {
+            std::thread::sleep(commit::SLOW_PAGE);
+            self.0.get(request)
+        }
+    }
+    let mut store = MemoryStore::default();
+    let report =
+        import_any_intel(&config(2), Slow(FakeServer::with_indicators(6)), &mut store).unwrap();
+    assert_eq!(report.pages, 3);
+    assert_eq!(store.commits, 4, "the TAXII version, then each page");
+}
+
+#[test]
+fn a_server_failure_keeps_the_pages_staged_before_it() {
+    // Pages 1-3 arrive, then the server fails for good: the three pages
+    // are written, with their cursor, before the run reports the failure.
+    let mut server = FakeServer::with_indicators(10);
+    server.fail_at = Some((3, 403));
+    let mut store = MemoryStore::default();
+    let failure = import_any_intel(&config(3), &mut server, &mut store).unwrap_err();
+    assert!(
+        matches!(failure.error, ImportError::Forbidden(_)),
+        "{:?}",
+        failure.error
+    );
+    assert_eq!((failure.progress.pages, failure.progress.stored), (3, 9));
+    assert_eq!(object_keys(&store).len(), 9);
+    assert_eq!(store.entries[CURSOR_KEY], date_added(8).as_bytes());
 }
 
 #[test]

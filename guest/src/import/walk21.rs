@@ -83,11 +83,14 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
         if outcome.cursor_moved {
             let message = "the server set `more` without `next`; continuing with `added_after`";
             self.note_once("no-next", NoteLevel::Debug, message);
-            query.added_after.clone_from(&self.report.cursor);
+            query.added_after = self.latest_cursor().cloned();
             *limit = self.config.page_size();
             return Ok(());
         }
-        let cursor = self.report.cursor.clone().unwrap_or_else(|| "none".into());
+        let cursor = self
+            .latest_cursor()
+            .cloned()
+            .unwrap_or_else(|| "none".into());
         if received > 0 && received >= *limit as usize && *limit < MAX_PAGE_SIZE {
             let grown = limit.saturating_mul(2).min(MAX_PAGE_SIZE);
             let message = format!(
