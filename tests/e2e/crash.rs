@@ -1,7 +1,7 @@
 //! Crash safety against a real TAXII server: the host is killed with
 //! SIGKILL at random points of imports from medallion (300 generated
-//! objects, 3 per page, so that kills land between and during page
-//! commits) and restarted each time. After every kill the store is intact,
+//! objects, 1 per page, so that kills land between and during commits,
+//! and while a batch of pages is being gathered) and restarted each time. After every kill the store is intact,
 //! holds no version twice and nothing the server lacks, and its cursor is
 //! not ahead of its data (checked against the server's manifest); at the
 //! end it equals the server's collection exactly.
@@ -30,11 +30,17 @@ const DEFAULT_SEED: u64 = 0x7a11_2026;
 /// slows down quadratically with collection size: at 300 objects its
 /// first page takes about 1 s, each next one about 40 ms.
 const OBJECTS: u32 = 300;
-const PAGE_SIZE: &str = "3";
-/// A kill comes after 0 to this many page commits of the run (then a
-/// random part of the next page's 40 ms or so): with about 110 pages in
-/// all, 20 kills leave part of the collection to the last, unkilled import.
-const MOST_PAGES_BEFORE_KILL: u32 = 8;
+const PAGE_SIZE: &str = "1";
+/// A kill comes after 0 to this many commits of the run, then a random
+/// part of [`LATEST_KILL_AFTER_COMMIT`]. The first page of a run is slow
+/// (about 1 s), so it is committed alone; the next pages come every 40 ms
+/// or so and are committed in batches of 8, so a batch is gathered for
+/// about 320 ms. With about 320 pages in all, 20 kills leave part of the
+/// collection to the last, unkilled import.
+const MOST_COMMITS_BEFORE_KILL: u32 = 2;
+/// How long after the last commit a kill comes, at most: into the next
+/// batch, or its commit.
+const LATEST_KILL_AFTER_COMMIT: Duration = Duration::from_millis(400);
 /// A kill before the first commit comes this long after the start, at
 /// most: while the host starts or waits for medallion's first page.
 const LATEST_EARLY_KILL: Duration = Duration::from_millis(1200);
@@ -46,17 +52,20 @@ const PAGE_TIMEOUT: Duration = Duration::from_secs(60);
 enum KillPoint {
     /// This long after the start, before any commit.
     Early(Duration),
-    /// After this many committed pages, and this long after the last one.
-    AfterPages(u32, Duration),
+    /// After this many commits, and this long after the last one.
+    AfterCommits(u32, Duration),
 }
 
 impl KillPoint {
     fn draw(rng: &mut fastrand::Rng) -> Self {
-        match rng.u32(0..=MOST_PAGES_BEFORE_KILL) {
+        match rng.u32(0..=MOST_COMMITS_BEFORE_KILL) {
             0 => Self::Early(Duration::from_millis(
                 rng.u64(0..=LATEST_EARLY_KILL.as_millis() as u64),
             )),
-            pages => Self::AfterPages(pages, Duration::from_micros(rng.u64(0..50_000))),
+            commits => Self::AfterCommits(
+                commits,
+                Duration::from_micros(rng.u64(0..=LATEST_KILL_AFTER_COMMIT.as_micros() as u64)),
+            ),
         }
     }
 }
@@ -128,7 +137,7 @@ fn sigkill_at_random_points_never_loses_doubles_or_runs_ahead() {
     );
     assert!(
         mid_import > 0,
-        "no kill landed between two page commits of an import (seed {seed})"
+        "no kill landed between two commits of an import (seed {seed})"
     );
     println!("{kills} kills, {mid_import} of them after some pages of an import were committed");
 
@@ -196,11 +205,11 @@ fn import_and_kill_at(host: &Host, point: KillPoint) -> bool {
             }
         }
     });
-    let (pages, then) = match point {
+    let (commits_before, then) = match point {
         KillPoint::Early(delay) => (0, delay),
-        KillPoint::AfterPages(pages, delay) => (pages, delay),
+        KillPoint::AfterCommits(commits, delay) => (commits, delay),
     };
-    for _ in 0..pages {
+    for _ in 0..commits_before {
         if committed.recv_timeout(PAGE_TIMEOUT).is_err() {
             // The import ended (or hung, and is killed here) before the
             // kill point: not a kill at a random point.
