@@ -265,6 +265,11 @@ fn a_run_hanging_at_sigint_is_abandoned_after_the_grace_period() {
     let setup = setup();
     setup.add_feed("feed", &["--every", "2s", "--page-size", "5"]);
     setup.proxy.add(Rule::new("next=", Fault::Hang).skip(1));
+    // Pages slower than 100 ms are committed one by one, so the two before
+    // the hang are in the store when it starts (fast pages would wait in a
+    // batch, and be fetched again by the next run).
+    let slow = Duration::from_millis(150);
+    setup.proxy.add(Rule::new("/objects/", Fault::Delay(slow)));
     let serving = serve(&setup, "1", "1s");
     let hanging = wait_until(PATIENCE, || {
         setup.snapshot("feed").versions.len() >= 10 && setup.proxy.seen().len() >= 3
