@@ -281,6 +281,9 @@ pub enum PluginCommand {
     Export {
         /// Where to write the component.
         path: PathBuf,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -660,9 +663,23 @@ impl Session {
                 let info = runtime()?.block_on(self.runner()?.describe(&source))?;
                 println!("{}", serde_json::to_string_pretty(&info)?);
             }
-            PluginCommand::Export { path } => {
-                std::fs::write(&path, BUILTIN_PLUGIN)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
+            PluginCommand::Export { path, force } => {
+                let mut file = std::fs::OpenOptions::new();
+                match force {
+                    true => file.create(true).truncate(true),
+                    false => file.create_new(true),
+                };
+                let written = file
+                    .write(true)
+                    .open(&path)
+                    .and_then(|mut f| f.write_all(BUILTIN_PLUGIN));
+                match written {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+                        "{} exists; give another path, or --force to replace it",
+                        path.display()
+                    ),
+                    other => other.with_context(|| format!("cannot write {}", path.display()))?,
+                }
                 println!("wrote the built-in plugin to {}", path.display());
             }
         }

@@ -96,14 +96,18 @@ impl LimitHit {
 
 impl std::fmt::Display for LimitHit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mib = |b: u64| b / (1024 * 1024);
+        // As the options take them: `1 KiB` stays `1 KiB`, not `0 MiB`.
+        let size = |b: u64| {
+            let shown = bytesize::ByteSize::b(b).display().iec().to_string();
+            shown.replace(".0 ", " ")
+        };
         match self {
-            Self::Memory(b) => write!(f, "the memory limit ({} MiB)", mib(*b)),
+            Self::Memory(b) => write!(f, "the memory limit ({})", size(*b)),
             Self::Cpu(d) => write!(f, "the CPU limit ({})", humantime::format_duration(*d)),
             Self::RunTime(d) => {
                 write!(f, "the run time limit ({})", humantime::format_duration(*d))
             }
-            Self::ResponseSize(b) => write!(f, "the response size limit ({} MiB)", mib(*b)),
+            Self::ResponseSize(b) => write!(f, "the response size limit ({})", size(*b)),
             Self::Requests(n) => write!(f, "the request limit ({n} requests)"),
         }
     }
@@ -277,7 +281,16 @@ mod tests {
         watch.hit(LimitHit::Memory(1));
         watch.hit(LimitHit::Cpu(Duration::ZERO));
         assert_eq!(watch.limit_hit(), Some(LimitHit::Memory(1)));
-        assert!(LimitHit::Memory(256 << 20).to_string().contains("256 MiB"));
+        let shown = |hit: LimitHit| hit.to_string();
+        assert_eq!(
+            shown(LimitHit::Memory(256 << 20)),
+            "the memory limit (256 MiB)"
+        );
+        assert_eq!(shown(LimitHit::Memory(1024)), "the memory limit (1 KiB)");
+        assert_eq!(
+            shown(LimitHit::ResponseSize(1536)),
+            "the response size limit (1.5 KiB)"
+        );
     }
 
     #[test]

@@ -82,3 +82,17 @@ fn without_a_host_that_adds_credentials_the_server_answers_unauthorized() {
     );
     assert_eq!(wave_number(&printed, "stored"), Some(0), "{printed}");
 }
+
+#[test]
+fn export_keeps_an_existing_file_unless_told_to_replace_it() {
+    let host = Host::new();
+    let path = host.data_dir.path().join("taxii-feed.wasm");
+    std::fs::write(&path, b"mine").unwrap();
+    let refused = host.run(["plugin", "export", path.to_str().unwrap()]);
+    assert!(!refused.success, "{refused:?}");
+    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+    assert_eq!(std::fs::read(&path).unwrap(), b"mine", "the file was kept");
+
+    host.ok(["plugin", "export", "--force", path.to_str().unwrap()]);
+    assert!(std::fs::read(&path).unwrap().starts_with(b"\0asm"));
+}
