@@ -80,11 +80,19 @@ impl TaxiiVersion {
     }
 }
 
-/// Parses a URL given by a user: http or https, a host, no credentials;
-/// query and fragment dropped.
+/// Parses a URL given by a user: http or https, a host, no credentials,
+/// no query; the fragment dropped.
 pub fn server_url(input: &str) -> Result<Url, String> {
     let mut url = Url::parse(input.trim())
         .map_err(|e| format!("{input:?} is not a URL ({e}): give the full URL"))?;
+    // Checked first, so that no message below repeats what may be a token.
+    if url.query().is_some() {
+        return Err(format!(
+            "{} has a query (`?...`): TAXII URLs have none, and the plugin would not send it; \
+             if it holds a token, give the token to the host as credentials instead",
+            redact_query(&url)
+        ));
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "{input:?} uses {}: a TAXII URL starts with https:// or http://",
@@ -102,7 +110,6 @@ pub fn server_url(input: &str) -> Result<Url, String> {
         );
     }
     url.set_fragment(None);
-    url.set_query(None);
     Ok(url)
 }
 

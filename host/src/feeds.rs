@@ -183,6 +183,17 @@ impl Feed {
         let url = Url::parse(&self.collection_url).with_context(|| {
             format!("the Collection URL {:?} is not a URL", self.collection_url)
         })?;
+        if url.query().is_some() {
+            let mut shown = url.clone();
+            shown.set_query(None);
+            bail!(
+                "feed {}: the Collection URL {shown} has a query (`?...`), which would be stored \
+                 and logged with it, and TAXII URLs have none: remove it, and if it holds a \
+                 token give the token as credentials instead (--token-file FILE, or --header \
+                 NAME --header-file FILE)",
+                self.name
+            );
+        }
         check_transport(&url, &self.auth, &self.network)
             .with_context(|| format!("feed {}", self.name))?;
         if let Auth::Header { name, .. } = &self.auth {
@@ -476,6 +487,16 @@ mod tests {
         remote.auth = Auth::None;
         remote.check().unwrap();
         feed("local").check().unwrap();
+    }
+
+    #[test]
+    fn refuses_a_collection_url_with_a_query_without_repeating_it() {
+        let mut keyed = feed("a");
+        keyed.collection_url = "https://taxii.example/api/collections/c/?token=s3cret".into();
+        let message = format!("{:#}", keyed.check().unwrap_err());
+        assert!(message.contains("has a query"), "{message}");
+        assert!(message.contains("--token-file"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
     }
 
     #[test]

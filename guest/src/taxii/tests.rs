@@ -85,7 +85,12 @@ fn refuses_urls_that_cannot_be_collections() {
     assert!(collection_url("file:///etc/passwd").is_err());
     let err = collection_url("https://u:p@h/api/collections/c/").unwrap_err();
     assert!(err.contains("credentials") && !err.contains("u:p"));
-    let url = collection_url("https://h/api/collections/c?x=1#f").unwrap();
+    let err = collection_url("https://h/api/collections/c/?token=s3cret").unwrap_err();
+    assert!(
+        err.contains("has a query") && !err.contains("s3cret"),
+        "{err}"
+    );
+    let url = collection_url("https://h/api/collections/c#f").unwrap();
     assert_eq!(url.as_str(), "https://h/api/collections/c/");
 }
 
