@@ -183,6 +183,16 @@ impl Feed {
         let url = Url::parse(&self.collection_url).with_context(|| {
             format!("the Collection URL {:?} is not a URL", self.collection_url)
         })?;
+        // Whatever a user puts in the URL is stored and shown with it: no
+        // secret may ride there, and these messages repeat none of it.
+        if !url.username().is_empty() || url.password().is_some() {
+            bail!(
+                "feed {}: the Collection URL holds credentials (`user:password@`), which would \
+                 be stored and shown with it: remove them and give them as --username and \
+                 --password-file (or --password-env) instead",
+                self.name
+            );
+        }
         if url.query().is_some() {
             let mut shown = url.clone();
             shown.set_query(None);
@@ -497,6 +507,14 @@ mod tests {
         assert!(message.contains("has a query"), "{message}");
         assert!(message.contains("--token-file"), "{message}");
         assert!(!message.contains("s3cret"), "{message}");
+
+        keyed.collection_url = "https://bob:hunter2@taxii.example/api/collections/c/?t=1".into();
+        let message = format!("{:#}", keyed.check().unwrap_err());
+        assert!(message.contains("credentials"), "{message}");
+        assert!(
+            !message.contains("bob") && !message.contains("hunter2"),
+            "{message}"
+        );
     }
 
     #[test]

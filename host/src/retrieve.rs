@@ -154,8 +154,7 @@ mod tests {
                 tenant: "default".into(),
                 name: "intel".into(),
                 plugin: None,
-                collection_url: "https://bob:hunter2@taxii.example/api/collections/c/?token=t1"
-                    .into(),
+                collection_url: "https://taxii.example/api/collections/c/".into(),
                 auth: crate::feeds::Auth::None,
                 network: crate::feeds::NetworkOptions::default(),
                 page_size: None,
@@ -167,6 +166,13 @@ mod tests {
                 limits: crate::politeness::OriginLimits::default(),
             };
             db.add_feed(&feed, false).unwrap();
+            // A feed stored before the host refused credentials and queries
+            // in the URL: listing it must still show neither.
+            db.execute(
+                "UPDATE feeds SET collection_url = ?1",
+                crate::args!["https://bob:hunter2@taxii.example/api/collections/c/?token=t1"],
+            )
+            .unwrap();
             let store = db.ensure_store("default", "intel", "taxii-feed").unwrap();
             let entries: Vec<_> = [
                 "object/indicator--1/2024-01-01T00:00:00.000000000Z",
