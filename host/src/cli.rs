@@ -434,7 +434,23 @@ struct Session {
 }
 
 impl Session {
+    /// The database, created if it is not there yet (commands that write).
     fn db(&self) -> Result<Database> {
+        self.location.open()
+    }
+
+    /// The database, which must already be there: a command that only
+    /// reads, given a mistyped `--data-dir`, says so instead of creating an
+    /// empty one and answering from it.
+    fn existing_db(&self) -> Result<Database> {
+        let file = self.location.data_dir.join(crate::db::DB_FILE);
+        if self.location.postgres.is_none() && !file.exists() {
+            bail!(
+                "there is no taxii-host database in {}: nothing was configured there. Check \
+                 --data-dir (or {DATA_DIR_ENV}); `config add` creates it",
+                self.location.data_dir.display()
+            );
+        }
         self.location.open()
     }
 
@@ -450,7 +466,7 @@ impl Session {
         match command {
             ConfigCommand::Add(args) => self.add_feed(*args),
             ConfigCommand::List(args) => {
-                let db = self.db()?;
+                let db = self.existing_db()?;
                 let feeds = db
                     .feeds(&self.tenant)?
                     .into_iter()
@@ -470,7 +486,7 @@ impl Session {
                 Ok(ExitCode::SUCCESS)
             }
             ConfigCommand::Remove { name } => {
-                let db = self.db()?;
+                let db = self.existing_db()?;
                 db.require_feed(&self.tenant, &name)?;
                 db.remove_feed(&self.tenant, &name)?;
                 println!("removed feed {name}; its store and run history are kept");
@@ -568,7 +584,7 @@ impl Session {
     }
 
     fn import(&self, args: ImportArgs) -> Result<ExitCode> {
-        let db = self.db()?;
+        let db = self.existing_db()?;
         // A feed named twice is imported once: two runs of one feed in one
         // process would only race for its lock.
         let mut named = std::collections::HashSet::new();
@@ -647,7 +663,18 @@ impl Session {
     }
 
     fn list(&self, format: ListFormat) -> Result<ExitCode> {
-        let stores = retrieve::list_stores(&self.db()?, &self.tenant)?;
+        let db = self.existing_db()?;
+        let stores = retrieve::list_stores(&db, &self.tenant)?;
+        if stores.is_empty() {
+            let others = db.tenants()?;
+            if !others.is_empty() && !others.contains(&self.tenant) {
+                eprintln!(
+                    "tenant {} has no stores; tenants with stores here: {} (--tenant)",
+                    self.tenant,
+                    others.join(", ")
+                );
+            }
+        }
         let mut out = std::io::stdout().lock();
         match format {
             ListFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&stores)?)?,

@@ -406,3 +406,36 @@ fn output_starts_before_the_store_is_read_through() {
         "read {read} of {size} bytes before the first line"
     );
 }
+
+#[test]
+fn a_mistyped_data_directory_or_tenant_is_named_not_created() {
+    let (host, _, _) = seeded();
+    let typo = host.data_dir.path().join("no-such-dir");
+    let typo = typo.to_str().unwrap();
+    for args in [
+        vec!["retrieve", "list"],
+        vec!["retrieve", "query", "intel"],
+        vec!["runs", "intel"],
+        vec!["config", "list"],
+    ] {
+        let run = host.run(["--data-dir", typo].into_iter().chain(args.clone()));
+        assert!(!run.success, "{args:?}: {run:?}");
+        assert!(
+            run.stderr.contains("no taxii-host database in"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("--data-dir"), "{}", run.stderr);
+        assert!(
+            !std::path::Path::new(typo).exists(),
+            "{args:?} created {typo}"
+        );
+    }
+    let other = host.run(["--tenant", "acme", "retrieve", "list"]);
+    assert!(other.success, "{other:?}");
+    assert!(
+        other.stderr.contains("tenant acme has no stores") && other.stderr.contains("default"),
+        "{}",
+        other.stderr
+    );
+}

@@ -49,9 +49,15 @@ pub fn object_key(object: &Value) -> String {
 }
 
 fn database(host: &Host) -> PathBuf {
-    // Any command opens the database and brings its schema up to date.
-    host.ok(["retrieve", "list"]);
-    host.data_dir.path().join("taxii-host.db")
+    let file = host.data_dir.path().join("taxii-host.db");
+    if !file.exists() {
+        // Commands that write create the database with its schema; those
+        // that only read refuse a data directory without one.
+        let url = "https://taxii.invalid/api/collections/x/";
+        host.ok(["config", "add", "schema", "--collection-url", url]);
+        host.ok(["config", "remove", "schema"]);
+    }
+    file
 }
 
 /// Writes a store of the default tenant with these commits.

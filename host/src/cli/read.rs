@@ -201,7 +201,7 @@ impl Session {
         query: &ObjectQuery,
         format: ObjectFormat,
     ) -> Result<ExitCode> {
-        let db = self.db()?;
+        let db = self.existing_db()?;
         let store = db.require_store(&self.tenant, name)?;
         let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
         let outcome = retrieve::write_objects(&db, &store, query, format, &mut out)?;

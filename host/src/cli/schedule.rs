@@ -159,7 +159,7 @@ impl Session {
     }
 
     pub(super) fn runs(&self, args: RunsArgs) -> Result<ExitCode> {
-        let db = self.db()?;
+        let db = self.existing_db()?;
         // A feed that never ran has no store yet, and no runs.
         let runs = match db.find_store(&self.tenant, &args.name)? {
             Some(store) => db.runs(&store, args.limit)?,
