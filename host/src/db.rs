@@ -241,7 +241,7 @@ impl Database {
         &self,
         store_id: i64,
         entries: &[(String, Vec<u8>)],
-        added_at: &str,
+        added_at: &[String],
     ) -> Result<()> {
         self.postgres()?.upsert_entries(store_id, entries, added_at)
     }

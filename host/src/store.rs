@@ -5,6 +5,7 @@
 //! `object/{id}/{version}` layout only to answer queries.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -272,6 +273,9 @@ impl Database {
     /// exists keeps its place in the insertion order. With a fence (a run
     /// under a lease, see [`crate::lease`]), the transaction first checks
     /// that the lease is still held, and writes nothing if it is not.
+    ///
+    /// Each new entry gets an `added_at` of its own, one microsecond after
+    /// the one before it in the store (see [`Database::added_at_from`]).
     pub fn set_entries(&mut self, store_id: i64, entries: &[(String, Vec<u8>)]) -> Result<()> {
         self.set_entries_fenced(store_id, entries, None)
     }
@@ -283,23 +287,47 @@ impl Database {
         entries: &[(String, Vec<u8>)],
         fence: Option<&Fence>,
     ) -> Result<()> {
-        let now = crate::now_rfc3339();
+        let now = SystemTime::now();
         self.transaction(|| {
             if let Some(fence) = fence {
                 self.check_fence(fence)?;
             }
+            let first = self.added_at_from(store_id, now)?;
+            let added_at: Vec<String> = (0..entries.len() as u64)
+                .map(|i| humantime::format_rfc3339_micros(first + Duration::from_micros(i)))
+                .map(|t| t.to_string())
+                .collect();
             if self.is_postgres() {
-                return self.postgres_upsert_entries(store_id, entries, &now);
+                return self.postgres_upsert_entries(store_id, entries, &added_at);
             }
-            for (key, value) in entries {
+            for ((key, value), added_at) in entries.iter().zip(&added_at) {
                 self.execute(
                     "INSERT INTO entries (store_id, key, value, added_at) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (store_id, key) DO UPDATE SET value = excluded.value",
-                    args![store_id, key, value, &now],
+                    args![store_id, key, value, added_at],
                 )?;
             }
             Ok(())
         })
+    }
+
+    /// The `added_at` of the next entry of a store: now, or one microsecond
+    /// after the store's last entry if that is later. Entries of one store
+    /// thus never share an `added_at` (nor go back in time), so that a
+    /// TAXII client reading them through `serve-taxii` can resume after
+    /// any of them from `X-TAXII-Date-Added-Last` alone: with a time shared
+    /// by a whole commit, a page ending inside the commit would make it
+    /// skip the commit's rest.
+    fn added_at_from(&self, store_id: i64, now: SystemTime) -> Result<SystemTime> {
+        let last: Option<String> = self.query_opt(
+            "SELECT added_at FROM entries WHERE store_id = ?1 ORDER BY seq DESC LIMIT 1",
+            args![store_id],
+            |row| row.at(0),
+        )?;
+        let after_last = last
+            .and_then(|t| humantime::parse_rfc3339(&t).ok())
+            .map(|t| t + Duration::from_micros(1));
+        Ok(after_last.map_or(now, |t| t.max(now)))
     }
 
     /// Deletes entries in one transaction.
@@ -392,6 +420,46 @@ mod tests {
             assert_eq!(db.ensure_store("default", "intel", "x").unwrap(), store);
             assert_eq!(db.store_names("default").unwrap(), ["intel", "other"]);
             assert_eq!(db.tenants().unwrap(), ["default"]);
+        });
+    }
+
+    #[test]
+    fn every_entry_of_a_store_gets_an_added_at_of_its_own_in_commit_order() {
+        each_backend(|backend| {
+            let mut db = backend.open();
+            let store = db.ensure_store("default", "intel", "taxii-feed").unwrap();
+            let batch = |keys: &[&str]| -> Vec<(String, Vec<u8>)> {
+                keys.iter()
+                    .map(|k| (k.to_string(), b"{}".to_vec()))
+                    .collect()
+            };
+            db.set_entries(
+                store.id,
+                &batch(&["object/b/1", "object/a/1", "state/cursor"]),
+            )
+            .unwrap();
+            db.set_entries(store.id, &batch(&["object/c/1", "state/cursor"]))
+                .unwrap();
+            let mut rows = Vec::new();
+            db.query_each(
+                "SELECT key, added_at FROM entries WHERE store_id = ?1 ORDER BY seq",
+                crate::args![store.id],
+                |row| {
+                    rows.push((row.at::<String>(0)?, row.at::<String>(1)?));
+                    Ok(true)
+                },
+            )
+            .unwrap();
+            let keys: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(
+                keys,
+                ["object/b/1", "object/a/1", "state/cursor", "object/c/1"]
+            );
+            let times: Vec<&str> = rows.iter().map(|(_, t)| t.as_str()).collect();
+            assert!(
+                times.windows(2).all(|w| w[0] < w[1]),
+                "strictly increasing, the rewritten cursor keeping its own: {times:?}"
+            );
         });
     }
 

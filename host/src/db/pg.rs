@@ -403,29 +403,31 @@ impl Connection {
         &mut self,
         store_id: i64,
         entries: &[(String, Vec<u8>)],
-        added_at: &str,
+        added_at: &[String],
     ) -> Result<()> {
         const UPSERT: &str = "INSERT INTO entries (store_id, key, value, added_at)
-             SELECT ?1, k, v, ?4 FROM unnest(?2::text[], ?3::bytea[]) AS t (k, v)
+             SELECT ?1, k, v, a FROM unnest(?2::text[], ?3::bytea[], ?4::text[]) AS t (k, v, a)
              ON CONFLICT (store_id, key) DO UPDATE SET value = excluded.value";
         let statement = self.statement(UPSERT)?;
         // One statement may not change a row twice: a key given twice
         // keeps its first place and its last value, as row by row would.
         let mut keys: Vec<&str> = Vec::with_capacity(entries.len());
         let mut values: Vec<&[u8]> = Vec::with_capacity(entries.len());
+        let mut times: Vec<&str> = Vec::with_capacity(entries.len());
         let mut seen: HashMap<&str, usize> = HashMap::with_capacity(entries.len());
-        for (key, value) in entries {
+        for ((key, value), time) in entries.iter().zip(added_at) {
             match seen.get(key.as_str()) {
                 Some(&at) => values[at] = value,
                 None => {
                     seen.insert(key, keys.len());
                     keys.push(key);
                     values.push(value);
+                    times.push(time);
                 }
             }
         }
         let client = self.client()?;
-        blocking(|| client.execute(&statement, &[&store_id, &keys, &values, &added_at]))?;
+        blocking(|| client.execute(&statement, &[&store_id, &keys, &values, &times]))?;
         Ok(())
     }
 }

@@ -189,3 +189,30 @@ fn matches_ids_types_and_spec_versions() {
         assert!(!has_object(&db, &store, "malware--2").unwrap());
     });
 }
+
+#[test]
+fn a_client_resuming_from_date_added_last_misses_nothing_of_a_large_commit() {
+    each_backend(|backend| {
+        let mut db = backend.open();
+        let store = db.ensure_store("default", "s", "taxii-feed").unwrap();
+        // One commit of 30 versions (a batch of pages), read 10 at a time.
+        let entries: Vec<_> = (0..30)
+            .map(|i| (format!("object/indicator--{i:02}/-"), b"{}".to_vec()))
+            .collect();
+        db.set_entries(store.id, &entries).unwrap();
+        // Between runs a TAXII client resumes from the last page's
+        // X-TAXII-Date-Added-Last, not from `next`.
+        let mut query = all_versions(10);
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let page = read_page(&db, &store, &query).unwrap();
+            seen.extend(keys(&page).iter().map(|k| k.to_string()));
+            match page.rows.last() {
+                Some(last) if page.more => query.added_after = Some(last.added_at.clone()),
+                _ => break,
+            }
+        }
+        let all: Vec<String> = (0..30).map(|i| format!("indicator--{i:02}/-")).collect();
+        assert_eq!(seen, all);
+    });
+}
