@@ -33,7 +33,7 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Sub>,
     /// Generated collection sizes (objects), comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000", value_parser = positive)]
     sizes: Vec<usize>,
     /// The release taxii-host binary.
     #[arg(long)]
@@ -64,7 +64,7 @@ struct Cli {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
     /// Instantiations in the start-up loop.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = positive)]
     startup_iterations: usize,
     /// Also write the results as JSON here.
     #[arg(long)]
@@ -121,6 +121,14 @@ impl Row {
         }
     }
 
+    /// One line for stderr while the benchmark goes on.
+    fn progress(&self) -> String {
+        format!(
+            "{}: {:.3} s, {:.0} objects/s",
+            self.name, self.seconds, self.objects_per_second
+        )
+    }
+
     fn note(mut self, note: impl Into<String>) -> Self {
         self.note = note.into();
         self
@@ -163,6 +171,22 @@ fn medians(runs: u32, mut run: impl FnMut() -> Result<Vec<Row>>) -> Result<Vec<R
             row
         })
         .collect())
+}
+
+/// A count of at least 1.
+fn positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR`, else `target/` here.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
 }
 
 fn repo_root() -> PathBuf {
@@ -243,7 +267,7 @@ impl Bench {
         let host = cli
             .host
             .clone()
-            .unwrap_or_else(|| root.join("target/release/taxii-host"));
+            .unwrap_or_else(|| target_dir().join("release/taxii-host"));
         ensure!(
             host.exists(),
             "{} is missing: build it with `cargo build --release -p taxii-host`",
@@ -252,7 +276,7 @@ impl Bench {
         let work = cli
             .work_dir
             .clone()
-            .unwrap_or_else(|| root.join("target/bench"));
+            .unwrap_or_else(|| target_dir().join("bench"));
         // Empty only a directory this benchmark made (it leaves a marker).
         let marker = work.join(".taxii-feed-bench");
         let foreign = std::fs::read_dir(&work).is_ok_and(|mut d| d.next().is_some());
@@ -395,7 +419,7 @@ impl Bench {
                 dir = imported;
                 Ok(row)
             })?;
-            eprintln!("bench: {row:?}");
+            eprintln!("bench: {}", row.progress());
             rows.push(row);
             if *generated && largest.as_ref().is_none_or(|(_, _, n)| objects > n) {
                 largest = Some((dir, id.as_str(), *objects));
@@ -408,7 +432,7 @@ impl Bench {
             for (id, objects, _) in self.selected(cli) {
                 for sqlite in [true, false] {
                     let row = median(cli.repeat, || self.native(id, objects, sqlite))?;
-                    eprintln!("bench: {row:?}");
+                    eprintln!("bench: {}", row.progress());
                     rows.push(row);
                 }
             }
@@ -416,7 +440,7 @@ impl Bench {
         if wants("python") {
             for (id, objects, _) in self.selected(cli) {
                 let row = median(cli.repeat, || self.python(cli, Source::Own, id, objects))?;
-                eprintln!("bench: {row:?}");
+                eprintln!("bench: {}", row.progress());
                 rows.push(row);
             }
         }
@@ -431,7 +455,7 @@ impl Bench {
                         let python =
                             median(cli.repeat, || self.python(cli, Source::Nginx, id, objects))?;
                         for row in [import, python] {
-                            eprintln!("bench: {row:?}");
+                            eprintln!("bench: {}", row.progress());
                             rows.push(row);
                         }
                     }
@@ -442,7 +466,7 @@ impl Bench {
             match &largest {
                 Some((dir, id, objects)) => {
                     for row in medians(cli.repeat, || self.query(dir, id, *objects))? {
-                        eprintln!("bench: {row:?}");
+                        eprintln!("bench: {}", row.progress());
                         rows.push(row);
                     }
                 }
@@ -574,7 +598,10 @@ impl Bench {
             &m,
             Some(bytes),
         )
-        .note(format!("{note}; {stored} stored")))
+        .note(match sqlite {
+            true => format!("{note}; {stored} stored"),
+            false => format!("{note}; {stored} found new"),
+        }))
     }
 
     fn python(&self, cli: &Cli, source: Source, id: &str, objects: u64) -> Result<Row> {
@@ -743,13 +770,14 @@ fn find<'a>(value: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::V
 }
 
 fn print_table(rows: &[Row]) {
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(3);
     println!(
-        "| {:<66} | {:>9} | {:>8} | {:>10} | {:>7} | {:>8} | {:>7} | note |",
+        "| {:<width$} | {:>9} | {:>8} | {:>10} | {:>7} | {:>8} | {:>7} | note |",
         "row", "objects", "seconds", "objects/s", "MB/s", "peak RSS", "CPU s"
     );
     println!(
         "|{}|{}|{}|{}|{}|{}|{}|---|",
-        "-".repeat(68),
+        "-".repeat(width + 2),
         "-".repeat(11),
         "-".repeat(10),
         "-".repeat(12),
@@ -767,7 +795,7 @@ fn print_table(rows: &[Row]) {
             "-".into()
         };
         println!(
-            "| {:<66} | {:>9} | {:>8.3} | {:>10} | {:>7} | {:>8} | {:>7} | {} |",
+            "| {:<width$} | {:>9} | {:>8.3} | {:>10} | {:>7} | {:>8} | {:>7} | {} |",
             row.name,
             row.objects,
             row.seconds,

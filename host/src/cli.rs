@@ -98,12 +98,20 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// A size limit: a number with a unit (`64MiB`, `1GB`), more than 0.
+fn nonzero_size(text: &str) -> Result<ByteSize, String> {
+    match text.parse::<ByteSize>()? {
+        size if size.as_u64() == 0 => Err("a limit of 0 bytes lets nothing run".into()),
+        size => Ok(size),
+    }
+}
+
 /// The limits of each run; hitting one ends that run with an error naming
 /// it, keeping what was committed.
 #[derive(Debug, Args)]
 pub struct LimitArgs {
     /// Memory a plugin may use.
-    #[arg(long, global = true, value_name = "SIZE", default_value = "256MiB")]
+    #[arg(long, global = true, value_name = "SIZE", default_value = "256MiB", value_parser = nonzero_size)]
     pub max_memory: ByteSize,
     /// Time a plugin may spend executing (its CPU).
     #[arg(long, global = true, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
@@ -112,7 +120,7 @@ pub struct LimitArgs {
     #[arg(long, global = true, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
     pub max_run_time: Duration,
     /// Size of one HTTP response body.
-    #[arg(long, global = true, value_name = "SIZE", default_value = "128MiB")]
+    #[arg(long, global = true, value_name = "SIZE", default_value = "128MiB", value_parser = nonzero_size)]
     pub max_response_size: ByteSize,
     /// Pages of objects per run; the next run continues from the cursor.
     #[arg(long, global = true, value_name = "N", default_value_t = crate::limits::DEFAULT_PAGES,

@@ -193,6 +193,16 @@ impl Feed {
                 self.name
             );
         }
+        if url.fragment().is_some() {
+            let mut shown = url.clone();
+            shown.set_fragment(None);
+            shown.set_query(None);
+            bail!(
+                "feed {}: the Collection URL {shown} has a fragment (`#...`), which is never sent \
+                 but would be stored and shown with it: remove it",
+                self.name
+            );
+        }
         if url.query().is_some() {
             let mut shown = url.clone();
             shown.set_query(None);
@@ -507,6 +517,13 @@ mod tests {
         assert!(message.contains("has a query"), "{message}");
         assert!(message.contains("--token-file"), "{message}");
         assert!(!message.contains("s3cret"), "{message}");
+
+        keyed.collection_url = "https://taxii.example/api/collections/c/#s3cret".into();
+        let message = format!("{:#}", keyed.check().unwrap_err());
+        assert!(
+            message.contains("fragment") && !message.contains("s3cret"),
+            "{message}"
+        );
 
         keyed.collection_url = "https://bob:hunter2@taxii.example/api/collections/c/?t=1".into();
         let message = format!("{:#}", keyed.check().unwrap_err());

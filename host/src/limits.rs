@@ -97,8 +97,14 @@ impl LimitHit {
 impl std::fmt::Display for LimitHit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // As the options take them: `1 KiB` stays `1 KiB`, not `0 MiB`.
+        // In the units the size was most likely given in: `1KB` is shown
+        // as 1 kB, `1KiB` as 1 KiB.
         let size = |b: u64| {
-            let shown = bytesize::ByteSize::b(b).display().iec().to_string();
+            let size = bytesize::ByteSize::b(b);
+            let shown = match b % 1024 != 0 && b % 1000 == 0 {
+                true => size.display().si().to_string(),
+                false => size.display().iec().to_string(),
+            };
             shown.replace(".0 ", " ")
         };
         match self {
@@ -287,6 +293,11 @@ mod tests {
             "the memory limit (256 MiB)"
         );
         assert_eq!(shown(LimitHit::Memory(1024)), "the memory limit (1 KiB)");
+        assert_eq!(shown(LimitHit::Memory(1000)), "the memory limit (1 kB)");
+        assert_eq!(
+            shown(LimitHit::Memory(5_000_000)),
+            "the memory limit (5 MB)"
+        );
         assert_eq!(
             shown(LimitHit::ResponseSize(1536)),
             "the response size limit (1.5 KiB)"
