@@ -101,7 +101,7 @@ impl std::fmt::Display for LimitHit {
         // as 1 kB, `1KiB` as 1 KiB.
         let size = |b: u64| {
             let size = bytesize::ByteSize::b(b);
-            let shown = match b % 1024 != 0 && b % 1000 == 0 {
+            let shown = match !b.is_multiple_of(1024) && b.is_multiple_of(1000) {
                 true => size.display().si().to_string(),
                 false => size.display().iec().to_string(),
             };
