@@ -132,8 +132,8 @@ impl<T: Transport> Explorer<T> {
         if here != self.origin && !self.follow_other_origins {
             return ApiRoot {
                 problem: Some(format!(
-                    "on another origin ({here}) than the URL given ({}): not read; ask to \
-                     follow other origins to read it",
+                    "on another origin ({here}) than the URL given ({}): not read unless \
+                     other origins are followed",
                     self.origin
                 )),
                 ..ApiRoot::unread(url)
