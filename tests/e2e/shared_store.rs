@@ -211,7 +211,7 @@ fn three_hosts_share_the_feeds_and_take_over_from_a_killed_one() {
     // the stores follow them.
     let expected = |n: usize, count: usize| versions_of(&objects(n, count, 0));
     let caught_up =
-        |count: usize| (0..FEEDS).all(|n| admin.versions(&feed(n)) == expected(n, count));
+        |count: usize| (0..FEEDS).all(|n| admin.versions_so_far(&feed(n)) == expected(n, count));
     assert!(
         wait_until(PATIENCE, || caught_up(OBJECTS)),
         "the stores did not reach their collections"

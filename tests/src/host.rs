@@ -178,6 +178,20 @@ impl Host {
     pub fn versions(&self, store: &str) -> BTreeSet<(String, Option<String>)> {
         versions_of(&self.objects(store))
     }
+
+    /// [`Host::versions`], or nothing while the store does not exist yet
+    /// (its feed has not started a run).
+    pub fn versions_so_far(&self, store: &str) -> BTreeSet<(String, Option<String>)> {
+        let stores = self.ok(["retrieve", "list", "--format", "json"]);
+        let listed: Value = serde_json::from_str(&stores).expect("retrieve list prints JSON");
+        let exists = listed
+            .as_array()
+            .is_some_and(|all| all.iter().any(|s| s["name"] == store));
+        match exists {
+            true => self.versions(store),
+            false => BTreeSet::new(),
+        }
+    }
 }
 
 impl Default for Host {
