@@ -28,13 +28,33 @@ pub struct QueryStoreArgs {
     pub objects: ObjectArgs,
 }
 
+/// A STIX type name, as `--type` takes it: 3 to 250 of `a-z`, `0-9` and
+/// `-`, without `--` and not starting or ending with `-`. Anything else
+/// could only match nothing.
+fn stix_type(text: &str) -> Result<String, String> {
+    let valid = (3..=250).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.contains("--")
+        && !text.starts_with('-')
+        && !text.ends_with('-');
+    match valid {
+        true => Ok(text.to_string()),
+        false => Err(format!(
+            "{text:?} is not a STIX type name (lowercase letters, digits and single hyphens, \
+             such as indicator or x-acme-asset); separate several with commas"
+        )),
+    }
+}
+
 /// Which objects to read and what of them, as flags; each is the
 /// directive stage of the same name.
 #[derive(Debug, Default, Args)]
 pub struct ObjectArgs {
     /// Only objects of these STIX types (`_filter type in ...`; repeat, or
     /// separate with commas).
-    #[arg(long = "type", value_name = "TYPE", value_delimiter = ',')]
+    #[arg(long = "type", value_name = "TYPE", value_delimiter = ',', value_parser = stix_type)]
     pub types: Vec<String>,
     /// Only objects with these ids (`_filter id in ...`).
     #[arg(long = "id", value_name = "ID", value_delimiter = ',')]
@@ -306,5 +326,32 @@ impl Session {
             }
         }))?;
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stix_type;
+
+    #[test]
+    fn type_flags_take_stix_type_names_only() {
+        for good in ["indicator", "attack-pattern", "x-acme-asset", "ipv4-addr"] {
+            assert_eq!(stix_type(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "",
+            "Indicator",
+            "indicator malware",
+            "a",
+            "x--y",
+            "-x-",
+            "ind/icator",
+        ] {
+            let message = stix_type(bad).unwrap_err();
+            assert!(
+                message.contains("not a STIX type name"),
+                "{bad:?}: {message}"
+            );
+        }
     }
 }
