@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::data::Pages;
-use crate::server::{TAXII_21, date_added};
+use crate::server::{TAXII_21, api_root, date_added, discovery, info};
 
 /// A running nginx; dropping it kills it.
 pub struct Nginx {
@@ -56,27 +56,21 @@ pub fn start(binary: &Path, dir: &Path, collections: &[(&str, &Pages)]) -> Resul
     let root = dir.join("root");
     let mut page_bytes = HashMap::new();
     let mut most_pages = 0;
-    write(&root.join("taxii2/index.json"), DISCOVERY.as_bytes())?;
+    // The same resources as the benchmark's own server.
+    write(
+        &root.join("taxii2/index.json"),
+        discovery().to_string().as_bytes(),
+    )?;
     write(
         &root.join("api/index.json"),
-        serde_json::json!({
-            "title": "bench (nginx)",
-            "versions": [TAXII_21],
-            "max_content_length": 104_857_600,
-        })
-        .to_string()
-        .as_bytes(),
+        api_root().to_string().as_bytes(),
     )?;
     for &(id, pages) in collections {
         let collection = root.join("api/collections").join(id);
-        let info = serde_json::json!({
-            "id": id,
-            "title": format!("bench {id}"),
-            "can_read": true,
-            "can_write": false,
-            "media_types": ["application/stix+json;version=2.1"],
-        });
-        write(&collection.join("index.json"), info.to_string().as_bytes())?;
+        write(
+            &collection.join("index.json"),
+            info(id).to_string().as_bytes(),
+        )?;
         let mut bytes = 0;
         for index in 0..pages.len() {
             let body = pages.page(index).context("a page went missing")?;
@@ -119,9 +113,6 @@ pub fn start(binary: &Path, dir: &Path, collections: &[(&str, &Pages)]) -> Resul
     }
     Ok(nginx)
 }
-
-const DISCOVERY: &str =
-    r#"{"title":"taxii-feed benchmark (nginx)","default":"/api/","api_roots":["/api/"]}"#;
 
 fn write(path: &Path, body: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {

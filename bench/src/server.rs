@@ -109,22 +109,8 @@ impl State {
         let path = request.uri().path();
         let query = request.uri().query().unwrap_or("");
         match path {
-            "/taxii2/" => resource(
-                serde_json::json!({
-                    "title": "taxii-feed benchmark server",
-                    "default": "/api/",
-                    "api_roots": ["/api/"],
-                })
-                .to_string(),
-            ),
-            "/api/" => resource(
-                serde_json::json!({
-                    "title": "bench",
-                    "versions": [TAXII_21],
-                    "max_content_length": 104_857_600,
-                })
-                .to_string(),
-            ),
+            "/taxii2/" => resource(discovery().to_string()),
+            "/api/" => resource(api_root().to_string()),
             "/api/collections/" => {
                 let list: Vec<_> = self.collections.keys().map(|id| info(id)).collect();
                 resource(serde_json::json!({ "collections": list }).to_string())
@@ -195,7 +181,26 @@ pub fn date_added(index: usize) -> String {
     format!("2026-01-{day:02}T{h:02}:{m:02}:{s:02}.000000Z")
 }
 
-fn info(id: &str) -> serde_json::Value {
+/// The discovery resource: one API root, `/api/`.
+pub fn discovery() -> serde_json::Value {
+    serde_json::json!({
+        "title": "taxii-feed benchmark server",
+        "default": "/api/",
+        "api_roots": ["/api/"],
+    })
+}
+
+/// The API root resource.
+pub fn api_root() -> serde_json::Value {
+    serde_json::json!({
+        "title": "bench",
+        "versions": [TAXII_21],
+        "max_content_length": 104_857_600,
+    })
+}
+
+/// The collection resource of `id`.
+pub fn info(id: &str) -> serde_json::Value {
     serde_json::json!({
         "id": id,
         "title": format!("bench {id}"),

@@ -189,10 +189,22 @@ impl Database {
     /// Runs `f` in one transaction: everything it wrote is committed if it
     /// returns `Ok`, nothing if it fails.
     pub fn transaction<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        // IMMEDIATE: take the write lock now, so that two writers wait for
+        // each other instead of one failing at its first write.
+        self.within("BEGIN IMMEDIATE", f)
+    }
+
+    /// Runs `f`'s reads in one transaction, so that they see one state of
+    /// the database and SQLite takes its read lock once for all of them.
+    pub fn read<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        self.within("BEGIN DEFERRED", f)
+    }
+
+    /// Runs `f` between `begin` (on SQLite; PostgreSQL's `BEGIN` on the
+    /// other backend) and a commit, or a rollback if it fails.
+    fn within<R>(&self, begin: &str, f: impl FnOnce() -> Result<R>) -> Result<R> {
         match &self.backend {
-            // IMMEDIATE: take the write lock now, so that two writers wait
-            // for each other instead of one failing at its first write.
-            Backend::Sqlite(conn) => conn.execute_batch("BEGIN IMMEDIATE")?,
+            Backend::Sqlite(conn) => conn.execute_batch(begin)?,
             Backend::Postgres(conn) => pg::borrow(conn)?.begin()?,
         }
         let result = f();
@@ -204,25 +216,6 @@ impl Database {
         match (result, end) {
             (Ok(value), Ok(())) => Ok(value),
             (Ok(_), Err(e)) => Err(e.context("cannot commit")),
-            (Err(e), _) => Err(e),
-        }
-    }
-
-    /// Runs `f`'s reads in one transaction, so that they see one state of
-    /// the database and SQLite takes its read lock once for all of them.
-    pub fn read<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
-        match &self.backend {
-            Backend::Sqlite(conn) => conn.execute_batch("BEGIN DEFERRED")?,
-            Backend::Postgres(conn) => pg::borrow(conn)?.begin()?,
-        }
-        let result = f();
-        let end = match &self.backend {
-            Backend::Sqlite(conn) => conn.execute_batch("COMMIT").map_err(Into::into),
-            Backend::Postgres(conn) => pg::borrow(conn)?.end(true),
-        };
-        match (result, end) {
-            (Ok(value), Ok(())) => Ok(value),
-            (Ok(_), Err(e)) => Err(e.context("cannot end a read")),
             (Err(e), _) => Err(e),
         }
     }

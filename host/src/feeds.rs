@@ -193,10 +193,11 @@ impl Feed {
                 self.name
             );
         }
+        // The URL as these messages may show it.
+        let mut shown = url.clone();
+        shown.set_query(None);
+        shown.set_fragment(None);
         if url.fragment().is_some() {
-            let mut shown = url.clone();
-            shown.set_fragment(None);
-            shown.set_query(None);
             bail!(
                 "feed {}: the Collection URL {shown} has a fragment (`#...`), which is never sent \
                  but would be stored and shown with it: remove it",
@@ -204,8 +205,6 @@ impl Feed {
             );
         }
         if url.query().is_some() {
-            let mut shown = url.clone();
-            shown.set_query(None);
             bail!(
                 "feed {}: the Collection URL {shown} has a query (`?...`), which would be stored \
                  and logged with it, and TAXII URLs have none: remove it, and if it holds a \

@@ -96,9 +96,8 @@ impl LimitHit {
 
 impl std::fmt::Display for LimitHit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // As the options take them: `1 KiB` stays `1 KiB`, not `0 MiB`.
         // In the units the size was most likely given in: `1KB` is shown
-        // as 1 kB, `1KiB` as 1 KiB.
+        // as 1 kB, `1KiB` as 1 KiB (not `0 MiB`).
         let size = |b: u64| {
             let size = bytesize::ByteSize::b(b);
             let shown = match !b.is_multiple_of(1024) && b.is_multiple_of(1000) {

@@ -74,6 +74,12 @@ impl Pending {
     fn full(&self) -> bool {
         self.pages >= BATCH_PAGES || self.bytes >= BATCH_BYTES
     }
+
+    /// Adds an entry to the batch.
+    fn push(&mut self, key: String, value: Vec<u8>) {
+        self.bytes += key.len() + value.len();
+        self.entries.push((key, value));
+    }
 }
 
 impl<T: Transport, S: EventStore> Run<'_, T, S> {
@@ -222,17 +228,12 @@ impl<T: Transport, S: EventStore> Run<'_, T, S> {
                     if let Some(original) = object.original {
                         let original_key =
                             format!("{ORIGINAL_PREFIX}{}/{}", object.id, object.version);
-                        pending.bytes += original_key.len() + original.len();
-                        pending.entries.push((original_key, original));
+                        pending.push(original_key, original);
                     }
-                    pending.bytes += key.len() + object.json.len();
-                    pending.entries.push((key, object.json));
+                    pending.push(key, object.json);
                     stored += 1;
                 }
-                Candidate::Rejected(entry) => {
-                    pending.bytes += key.len() + entry.len();
-                    pending.entries.push((key, entry));
-                }
+                Candidate::Rejected(entry) => pending.push(key, entry),
             }
         }
         let cursor_moved = cursor.is_some() && cursor.as_ref() != self.latest_cursor();
